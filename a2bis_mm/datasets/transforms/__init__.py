@@ -1,1 +1,3 @@
-
+from .formatting import PackA2BInputs
+from .loading import LoadMicroscopyImage, LoadPanNukeAnnotations  # noqa: F401
+from .targets import GenerateA2BTargets
