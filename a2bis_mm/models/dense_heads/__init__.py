@@ -1,1 +1,3 @@
+from .a2b_rotated_head import A2BRotatedHead
 
+__all__ = ['A2BRotatedHead']

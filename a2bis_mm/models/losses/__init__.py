@@ -1,1 +1,3 @@
+from .kld_loss import A2BKLDLoss, kld_divergence
 
+__all__ = ['A2BKLDLoss', 'kld_divergence']
