@@ -44,7 +44,7 @@ def load_local_checkpoint(filename: str, map_location: Optional[Any] = None) -> 
             raise CheckpointError(f'{filename} is not a PyTorch checkpoint ({safe_err})') from None
         MMLogger.get_current_instance().debug(
             f'{filename}: full checkpoint (not weights only); loading it with weights_only=False')
-    except (RuntimeError, EOFError, ValueError, OSError) as err:
+    except Exception as err:  # noqa: BLE001 - torch raises many types for a non-checkpoint file
         raise CheckpointError(f'{filename} is not a PyTorch checkpoint ({err})') from None
     try:
         return torch.load(filename, map_location=map_location, weights_only=False)
