@@ -1,0 +1,248 @@
+"""Panoptic quality (bPQ, mPQ, mPQ+) on instance label maps, with the PanNuke / CoNIC semantics.
+
+The definitions follow the official code line by line (``TissueImageAnalytics/PanNuke-metrics``
+``utils.get_fast_pq`` / ``run.py`` and ``TissueImageAnalytics/CoNIC`` ``compute_stats.py``), including
+their ``1e-6`` guards, so the numbers agree with the published tools; ``docs/metrics.md`` states them.
+The pairwise IoU of all instance pairs comes from one joint histogram of (gt id, pred id) instead of
+the official loop over instance masks.
+"""
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+__all__ = [
+    'PQStat', 'pairwise_iou', 'get_fast_pq', 'multi_class_pq', 'per_image_pq', 'bpq_mpq',
+    'paint_instances'
+]
+
+
+class PQStat(NamedTuple):
+    """Counts and scores of one PQ evaluation (one image or one class of one image)."""
+
+    tp: int
+    fp: int
+    fn: int
+    iou_sum: float
+    dq: float
+    sq: float
+    pq: float
+
+
+def _relabel(inst_map: np.ndarray) -> Tuple[np.ndarray, int]:
+    """Map the ids of ``inst_map`` to ``0..n`` (0 stays background); returns (map, n)."""
+    ids, inverse = np.unique(inst_map, return_inverse=True)
+    inverse = inverse.reshape(inst_map.shape)
+    if ids[0] != 0:  # no background pixel: shift so that every id is an instance
+        return inverse + 1, len(ids)
+    return inverse, len(ids) - 1
+
+
+def pairwise_iou(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """IoU of every (gt, pred) instance pair of two label maps, ids remapped to ``1..n`` order.
+
+    Args:
+        true (np.ndarray): (H, W) integer GT instance map, 0 = background.
+        pred (np.ndarray): (H, W) integer predicted instance map, 0 = background.
+
+    Returns:
+        np.ndarray: (n_true, n_pred) float64 IoUs; rows/cols follow the sorted instance ids.
+    """
+    if true.shape != pred.shape:
+        raise ValueError(f'GT map shape {true.shape} != prediction map shape {pred.shape}')
+    t, nt = _relabel(np.asarray(true))
+    p, npr = _relabel(np.asarray(pred))
+    hist = np.bincount((t.ravel().astype(np.int64) * (npr + 1) + p.ravel()),
+                       minlength=(nt + 1) * (npr + 1)).reshape(nt + 1, npr + 1)
+    inter = hist[1:, 1:]
+    total = hist[1:, :].sum(1)[:, None] + hist[:, 1:].sum(0)[None, :]
+    iou = np.zeros(inter.shape, dtype=np.float64)
+    overlap = inter > 0
+    iou[overlap] = inter[overlap] / (total - inter)[overlap]
+    return iou
+
+
+def get_fast_pq(true: np.ndarray, pred: np.ndarray, match_iou: float = 0.5) -> PQStat:
+    """PQ of one pair of instance maps, as PanNuke's ``get_fast_pq``.
+
+    Pairs need IoU > ``match_iou``; for ``match_iou >= 0.5`` such pairs are unique, below it the
+    maximal unique pairing is found with the Hungarian algorithm (as the official code).
+    ``SQ = sum(IoU of TPs) / (TP + 1e-6)`` (official guard); ids need not be contiguous.
+
+    Args:
+        true (np.ndarray): (H, W) GT instance map, 0 = background.
+        pred (np.ndarray): (H, W) predicted instance map, 0 = background.
+        match_iou (float): IoU threshold of a match.
+
+    Returns:
+        PQStat: counts and DQ/SQ/PQ; all three are NaN when both maps are empty (the official code
+        divides by zero there and never calls it so).
+    """
+    if match_iou < 0:
+        raise ValueError(f'match_iou must be >= 0, got {match_iou}')
+    iou = pairwise_iou(true, pred)
+    n_true, n_pred = iou.shape
+    if match_iou >= 0.5:
+        paired_iou = iou[iou > match_iou]
+    else:
+        rows, cols = linear_sum_assignment(-iou)
+        paired_iou = iou[rows, cols]
+        paired_iou = paired_iou[paired_iou > match_iou]
+    tp = int(paired_iou.size)
+    fp, fn = n_pred - tp, n_true - tp
+    iou_sum = float(paired_iou.sum())
+    denom = tp + 0.5 * fp + 0.5 * fn
+    if denom == 0:
+        return PQStat(0, 0, 0, 0.0, float('nan'), float('nan'), float('nan'))
+    dq = tp / denom
+    sq = iou_sum / (tp + 1.0e-6)
+    return PQStat(tp, fp, fn, iou_sum, dq, sq, dq * sq)
+
+
+def multi_class_pq(true_inst: np.ndarray,
+                   true_cls: np.ndarray,
+                   pred_inst: np.ndarray,
+                   pred_cls: np.ndarray,
+                   num_classes: int,
+                   match_iou: float = 0.5) -> List[PQStat]:
+    """PQ of every class of one image (CoNIC ``get_multi_pq_info``).
+
+    Class ``c`` (1-based in the class maps) keeps the pixels of ``inst * (cls == c)``, as the
+    official code does, then ``get_fast_pq`` runs on the two single-class maps.
+
+    Args:
+        true_inst (np.ndarray): (H, W) GT instance map.
+        true_cls (np.ndarray): (H, W) GT class map, 0 background, ``1..num_classes``.
+        pred_inst (np.ndarray): (H, W) predicted instance map.
+        pred_cls (np.ndarray): (H, W) predicted class map.
+        num_classes (int): number of object classes.
+        match_iou (float): IoU threshold of a match.
+
+    Returns:
+        list[PQStat]: one per class, index ``c - 1``.
+    """
+    for name, arr in (('true_cls', true_cls), ('pred_cls', pred_cls)):
+        if arr.size and (arr.min() < 0 or arr.max() > num_classes):
+            raise ValueError(f'{name} has values outside 0..{num_classes}: '
+                             f'[{arr.min()}, {arr.max()}]')
+    return [
+        get_fast_pq(true_inst * (true_cls == c), pred_inst * (pred_cls == c), match_iou)
+        for c in range(1, num_classes + 1)
+    ]
+
+
+def per_image_pq(true_inst: np.ndarray,
+                 true_cls: np.ndarray,
+                 pred_inst: np.ndarray,
+                 pred_cls: np.ndarray,
+                 num_classes: int,
+                 match_iou: float = 0.5) -> Dict[str, np.ndarray]:
+    """Everything bPQ, mPQ and mPQ+ need from one image, in compact form.
+
+    Args:
+        true_inst, true_cls, pred_inst, pred_cls, num_classes, match_iou: as in
+            :func:`multi_class_pq`.
+
+    Returns:
+        dict: ``bpq`` (float, NaN when the GT has no instance: PanNuke skips the image),
+        ``class_pq`` ((C,) float, NaN for classes absent from this image's GT, whatever the
+        prediction holds) and ``class_stats`` ((C, 4) float64 ``[tp, fp, fn, iou_sum]`` for every
+        class, kept also for absent classes since the pooled mPQ+ counts their FPs).
+    """
+    binary = get_fast_pq(true_inst, pred_inst, match_iou)
+    per_class = multi_class_pq(true_inst, true_cls, pred_inst, pred_cls, num_classes, match_iou)
+    n_true = np.array([s.tp + s.fn for s in per_class])
+    class_pq = np.where(n_true > 0, [s.pq for s in per_class], np.nan).astype(np.float64)
+    class_stats = np.array([[s.tp, s.fp, s.fn, s.iou_sum] for s in per_class],
+                           dtype=np.float64).reshape(num_classes, 4)
+    return dict(bpq=np.float64(binary.pq if binary.tp + binary.fn > 0 else np.nan),
+                class_pq=class_pq,
+                class_stats=class_stats)
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    """``np.nanmean`` that returns NaN for empty or all-NaN input without a warning."""
+    arr = np.asarray(values, dtype=np.float64)
+    arr = arr[~np.isnan(arr)]
+    return float(arr.mean()) if arr.size else float('nan')
+
+
+def bpq_mpq(image_results: Sequence[Dict[str, np.ndarray]],
+            tissues: Optional[Sequence[Optional[str]]] = None) -> Dict[str, object]:
+    """Aggregate :func:`per_image_pq` results into bPQ, mPQ, per-class PQ and mPQ+.
+
+    PanNuke (``run.py``): per image, mPQ_i = nanmean over classes of the class PQs; per tissue,
+    nanmean over its images of mPQ_i (bPQ likewise); mPQ / bPQ = nanmean over tissues (a single
+    group when ``tissues`` is None). Per-class PQ = nanmean over all images of that class's PQ.
+    CoNIC (``compute_stats.py``): mPQ+ = mean over classes of the PQ of TP/FP/FN/IoU sums pooled
+    over all images, with ``DQ = TP / (TP + FP/2 + FN/2 + 1e-6)`` (a class never seen scores 0).
+
+    Args:
+        image_results (Sequence[dict]): outputs of :func:`per_image_pq`.
+        tissues (Sequence[str | None], optional): tissue type of each image.
+
+    Returns:
+        dict: ``bPQ``, ``mPQ``, ``mPQ+`` (floats), ``class_PQ`` and ``class_PQ+`` ((C,) arrays).
+    """
+    if not image_results:
+        raise ValueError('bpq_mpq got no image results')
+    if tissues is None:
+        tissues = [None] * len(image_results)
+    if len(tissues) != len(image_results):
+        raise ValueError(f'{len(tissues)} tissue names for {len(image_results)} images')
+    class_pq = np.stack([r['class_pq'] for r in image_results])
+    mpq_image = [_nanmean(row) for row in class_pq]
+    bpq_image = [float(r['bpq']) for r in image_results]
+    groups: Dict[Optional[str], List[int]] = {}
+    for i, tissue in enumerate(tissues):
+        groups.setdefault(tissue, []).append(i)
+    mpq = _nanmean([_nanmean([mpq_image[i] for i in idx]) for idx in groups.values()])
+    bpq = _nanmean([_nanmean([bpq_image[i] for i in idx]) for idx in groups.values()])
+    per_class = np.array([_nanmean(col) for col in class_pq.T])
+
+    tp, fp, fn, iou_sum = np.sum([r['class_stats'] for r in image_results], axis=0).T
+    dq = tp / ((tp + 0.5 * fp + 0.5 * fn) + 1.0e-6)
+    sq = iou_sum / (tp + 1.0e-6)
+    pooled = dq * sq
+    return {
+        'bPQ': bpq,
+        'mPQ': mpq,
+        'mPQ+': float(pooled.mean()),
+        'class_PQ': per_class,
+        'class_PQ+': pooled
+    }
+
+
+def paint_instances(masks: np.ndarray, scores: np.ndarray,
+                    labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Paint possibly overlapping instance masks into non-overlapping instance and class maps.
+
+    Instances are painted in ascending score order, so where masks overlap the best-scored one
+    wins (spec D10; a stable sort lets the later index win among equal scores). Instances left
+    without pixels disappear; ids are ``1..n`` over the survivors.
+
+    Args:
+        masks (np.ndarray): (n, H, W) bool masks.
+        scores (np.ndarray): (n,) scores.
+        labels (np.ndarray): (n,) 0-based class labels.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: (H, W) int32 instance map and (H, W) int32 class map
+        (``label + 1``, 0 background).
+    """
+    masks = np.asarray(masks, dtype=bool)
+    if masks.ndim != 3 or len(masks) != len(scores) or len(masks) != len(labels):
+        raise ValueError(f'paint_instances needs (n, H, W) masks with n scores and labels, got masks '
+                         f'{masks.shape}, {len(scores)} scores, {len(labels)} labels')
+    if len(masks) == 0:
+        shape = masks.shape[1:]
+        return np.zeros(shape, np.int32), np.zeros(shape, np.int32)
+    order = np.argsort(np.asarray(scores), kind='stable')
+    ranked = masks[order][::-1]  # best first: argmax returns the best-scored covering instance
+    winner = np.argmax(ranked, axis=0)
+    covered = ranked.any(axis=0)
+    inst = np.where(covered, winner + 1, 0)
+    cls_of_rank = np.concatenate([[0], np.asarray(labels)[order][::-1] + 1])
+    cls_map = cls_of_rank[inst].astype(np.int32)
+    inst, _ = _relabel(inst)
+    return inst.astype(np.int32), cls_map
