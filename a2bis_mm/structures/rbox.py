@@ -93,7 +93,7 @@ def masks_to_rboxes(masks: Union[BitmapMasks, PolygonMasks, np.ndarray]) -> Rota
         array = masks.masks if isinstance(masks, BitmapMasks) else np.asarray(masks)
         if array.ndim != 3:
             raise ValueError(f'masks_to_rboxes expects (n, H, W) masks, got shape {array.shape}')
-        rows_any = array.reshape(len(array), array.shape[1], -1).any(axis=2)
+        rows_any = array.any(axis=2)
         boxes = []
         for mask, rows in zip(array, rows_any):
             rows = np.flatnonzero(rows)

@@ -149,7 +149,7 @@ class GenerateA2BTargets(BaseTransform):
         owner = np.full((h, w), -1, dtype=np.int64)
 
         array = masks.masks
-        rows_any = array.reshape(len(array), height, -1).any(axis=2) if len(array) else []
+        rows_any = array.any(axis=2)
         keep, boxes = [], []
         num_valid = 0  # index among the kept, non-ignored instances (gt_instances order)
         for i, rows in enumerate(rows_any):
