@@ -1,0 +1,3 @@
+from .a2b_upsample_neck import A2BUpsampleNeck
+
+__all__ = ['A2BUpsampleNeck']

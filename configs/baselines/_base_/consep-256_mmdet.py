@@ -1,0 +1,94 @@
+# Everything the mmdet baselines on consep-256 share: data (same images, classes, 256x256 input,
+# augmentation and evaluators as the A2B-IS configs, but mmdet pipelines with PackDetInputs), the 50-epoch
+# schedule and the a2bis-mm runtime. Each baseline takes only `model` (and its optimiser) from mmdet's own
+# config: mmengine forbids two `_base_` files that both define the data keys, so a baseline cannot list
+# both an `mmdet::` config and this file.
+_base_ = ['../../_base_/default_runtime.py']
+
+dataset_type = 'CocoDataset'
+data_root = '../shared/data/consep256/'
+classes = ('other', 'inflammatory', 'epithelial', 'spindle-shaped')
+metainfo = dict(classes=classes)
+num_classes = len(classes)
+backend_args = None
+batch_size = 4
+
+# No resize: the baselines see the same 256x256 input as A2B-IS. Flips in both axes plus their
+# composition (180 degrees) stand in for A2B-IS's RandomRot90, which handles rotated boxes only.
+train_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='RandomFlip', prob=[0.25, 0.25, 0.25],
+         direction=['horizontal', 'vertical', 'diagonal']),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+
+train_dataloader = dict(
+    batch_size=batch_size,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    batch_sampler=dict(type='AspectRatioBatchSampler'),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='train.json',
+        data_prefix=dict(img='images/'),
+        filter_cfg=dict(filter_empty_gt=True, min_size=1),
+        pipeline=train_pipeline,
+        backend_args=backend_args))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='val.json',
+        data_prefix=dict(img='images/'),
+        test_mode=True,
+        pipeline=test_pipeline,
+        backend_args=backend_args))
+test_dataloader = val_dataloader
+
+# The A2B-IS metrics accept horizontal boxes + masks (rotated boxes are derived from the masks);
+# COCO segm AP with up to 1000 detections per image (patches hold up to 189 nuclei).
+val_evaluator = [
+    dict(type='PanopticQualityMetric'),
+    dict(type='InstanceAP50Metric'),
+    dict(type='CocoMetric', ann_file=data_root + 'val.json', metric='segm',
+         proposal_nums=(100, 300, 1000), backend_args=backend_args),
+]
+test_evaluator = val_evaluator
+
+max_epochs = 50
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=10)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
+    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[40, 47],
+         gamma=0.1),
+]
+default_hooks = dict(checkpoint=dict(interval=10))
+
+# Train from scratch (no downloadable weights here): mmdet's default init, all stages trainable,
+# BN statistics updated. With ImageNet weights, add to the command line
+#   --cfg-options model.backbone.init_cfg._delete_=True model.backbone.init_cfg.type=Pretrained \
+#       model.backbone.init_cfg.checkpoint=PATH model.backbone.frozen_stages=1 model.backbone.norm_eval=True
+# (`_delete_` because init_cfg is None here); a whole COCO-trained detector loads with `load_from=PATH`.
+scratch_backbone = dict(init_cfg=None, frozen_stages=-1, norm_eval=False)
+# Nuclei are 5-50 px: RPN anchors of scale 2 give 8 px squares at stride 4 instead of mmdet's 32 px.
+rpn_anchor_scales = [2]
+# Up to 189 nuclei per 256x256 patch; mmdet's COCO default keeps 100 detections.
+max_per_img = 300

@@ -1,0 +1,15 @@
+# HTC R50-FPN on consep-256 (4 classes, 256x256), trained from scratch. mmdet's variant without the
+# semantic branch: there is no stuff segmentation to train it on.
+_base_ = ['./_base_/consep-256_mmdet.py']
+# The model (and optimiser) of mmdet 3.3's own config (shipped in the wheel); see the base for why it is
+# read with get_config instead of being listed in _base_.
+__mmdet = __import__('mmengine.hub', fromlist=['get_config']).get_config(
+    'mmdet::htc/htc-without-semantic_r50_fpn_1x_coco.py')
+model = __mmdet.model
+model.backbone.update(_base_.scratch_backbone)
+model.rpn_head.anchor_generator.scales = _base_.rpn_anchor_scales
+model.roi_head.bbox_head = [dict(h, num_classes=_base_.num_classes) for h in model.roi_head.bbox_head]
+model.roi_head.mask_head = [dict(h, num_classes=_base_.num_classes) for h in model.roi_head.mask_head]
+model.test_cfg.rcnn.max_per_img = _base_.max_per_img
+optim_wrapper = __mmdet.optim_wrapper
+optim_wrapper.optimizer.lr *= _base_.batch_size / __mmdet.auto_scale_lr.base_batch_size

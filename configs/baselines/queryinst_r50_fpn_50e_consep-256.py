@@ -1,0 +1,17 @@
+# QueryInst R50-FPN on consep-256 (4 classes, 256x256), trained from scratch, with 300 queries
+# (mmdet's 300-proposal setting) because patches hold up to 189 nuclei.
+_base_ = ['./_base_/consep-256_mmdet.py']
+# The model (and optimiser) of mmdet 3.3's own config (shipped in the wheel); see the base for why it is
+# read with get_config instead of being listed in _base_.
+__mmdet = __import__('mmengine.hub', fromlist=['get_config']).get_config(
+    'mmdet::queryinst/queryinst_r50_fpn_1x_coco.py')
+model = __mmdet.model
+model.backbone.update(_base_.scratch_backbone)
+model.rpn_head.num_proposals = _base_.max_per_img
+model.roi_head.bbox_head = [dict(h, num_classes=_base_.num_classes) for h in model.roi_head.bbox_head]
+model.roi_head.mask_head = [dict(h, num_classes=_base_.num_classes) for h in model.roi_head.mask_head]
+model.test_cfg.rcnn.max_per_img = _base_.max_per_img
+optim_wrapper = __mmdet.optim_wrapper
+# The backbone is random, so it learns at the full rate (mmdet: lr_mult 0.1 for a pretrained one).
+optim_wrapper.paramwise_cfg.custom_keys.backbone.lr_mult = 1.0
+optim_wrapper.optimizer.lr *= _base_.batch_size / __mmdet.auto_scale_lr.base_batch_size

@@ -1,0 +1,13 @@
+# RTMDet-Ins-S (CSPNeXt backbone) on consep-256 (4 classes, 256x256), trained from scratch
+# (backbone init_cfg=None; its ImageNet weights load as described in the base).
+_base_ = ['./_base_/consep-256_mmdet.py']
+# The model (and optimiser) of mmdet 3.3's own config (shipped in the wheel); see the base for why it is
+# read with get_config instead of being listed in _base_.
+__mmdet = __import__('mmengine.hub', fromlist=['get_config']).get_config(
+    'mmdet::rtmdet/rtmdet-ins_s_8xb32-300e_coco.py')
+model = __mmdet.model
+model.backbone.init_cfg = None
+model.bbox_head.num_classes = _base_.num_classes
+model.test_cfg.max_per_img = _base_.max_per_img
+optim_wrapper = __mmdet.optim_wrapper
+optim_wrapper.optimizer.lr *= _base_.batch_size / (8 * 32)  # mmdet trains it on 8 GPUs x 32 images
