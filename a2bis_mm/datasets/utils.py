@@ -47,6 +47,8 @@ def read_label_map(path: Union[str, Path], mat_key: str = 'inst_map') -> np.ndar
         ValueError: if the file cannot be read or is not a 2-D map (message names the file).
     """
     path = Path(path)
+    if not path.is_file():
+        raise ValueError(f'label map {path} does not exist')
     suffix = path.suffix.lower()
     try:
         if suffix == '.npy':

@@ -11,8 +11,8 @@ from mmengine.logging import MMLogger
 import a2bis_mm  # noqa: F401  registers the transforms
 
 
-@pytest.fixture
-def mm_caplog(caplog):
+@pytest.fixture(name='mm_caplog')
+def fixture_mm_caplog(caplog):
     """caplog for mmengine's logger, which has no parent logger and so never reaches caplog."""
     logger = MMLogger.get_current_instance()
     logger.addHandler(caplog.handler)
