@@ -1,3 +1,4 @@
+from .augment import JetColormap, RandomRot90
 from .formatting import PackA2BInputs
 from .loading import LoadMicroscopyImage, LoadPanNukeAnnotations  # noqa: F401
 from .targets import GenerateA2BTargets
