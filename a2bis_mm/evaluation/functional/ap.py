@@ -50,7 +50,10 @@ def match_single_image(ious: np.ndarray,
     """
     scores = np.asarray(scores, dtype=np.float64)
     order = np.argsort(-scores, kind='mergesort')[:max_dets]
-    ious = np.asarray(ious, dtype=np.float64).reshape(len(scores), -1)[order]
+    ious = np.asarray(ious, dtype=np.float64)
+    if ious.ndim != 2 or len(ious) != len(scores):
+        raise ValueError(f'ious must be (n_det, n_gt) with n_det = {len(scores)}, got {ious.shape}')
+    ious = ious[order]
     tp = np.zeros(len(order), dtype=bool)
     free = np.ones(ious.shape[1], dtype=bool)
     thr = min(iou_thr, 1 - 1e-10)
