@@ -47,7 +47,7 @@ class GenerateA2BTargets(BaseTransform):
     ``(r, c)`` covers input pixels ``[s*r, s*r + s) x [s*c, s*c + s)``.
 
     The per-instance work runs on crops (one Python iteration per instance, vectorised inside):
-    about 0.1 s for a 512 x 512 image with 350 nuclei on one CPU core.
+    about 0.15 s for a 512 x 512 image with 350 nuclei, 0.03 s with 46 chromosomes (2-core CPU).
 
     Required keys: ``gt_masks`` (BitmapMasks or PolygonMasks), ``gt_bboxes_labels``.
     Optional keys: ``gt_ignore_flags``.
@@ -188,7 +188,9 @@ class GenerateA2BTargets(BaseTransform):
         seg[count >= 2] = self.num_classes + 1
         owner[heat < 1e-4] = -1
         keep = np.asarray(keep, dtype=np.int64)
-        results['gt_masks'] = BitmapMasks(array[keep], height, width)
+        if len(keep) < len(masks):  # indexing copies the whole (n, H, W) stack: only if needed
+            masks = masks[keep]
+        results['gt_masks'] = masks
         results['gt_bboxes'] = RotatedBoxes(np.asarray(boxes, dtype=np.float32).reshape(-1, 5))
         results['gt_bboxes_labels'] = labels[keep]
         if 'gt_ignore_flags' in results:
