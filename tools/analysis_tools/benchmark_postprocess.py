@@ -1,0 +1,167 @@
+"""Time A2B-IS post-processing (``a2b_postprocess``) on realistic dense maps.
+
+The maps are what a well-trained A2B-IS would predict for a real 256x256 label map (consep256 or a
+cpm15 crop): ``GenerateA2BTargets`` gives the stride-2 class map (with the overlap class) and the
+skeleton heatmap; every pixel owned by an instance gets that instance's min-area box; all of it is
+perturbed with noise (seg logits, skeleton values, box centre/size/angle).
+
+Example (issue 6 target: well under 10% of an A2B-IS-T forward pass, i.e. < 50 ms here)::
+
+    .venv/bin/python tools/analysis_tools/benchmark_postprocess.py --dataset consep256
+"""
+import argparse
+import statistics
+import time
+from pathlib import Path
+from typing import Dict, Tuple
+
+import cv2
+import numpy as np
+import torch
+from mmdet.structures.mask import BitmapMasks
+from mmengine.config import ConfigDict
+
+from a2bis_mm.datasets.transforms import GenerateA2BTargets
+from a2bis_mm.models.dense_heads.a2b_postprocess import a2b_postprocess
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CFG = dict(
+    score_thr=0.01,
+    nms=dict(type='nms_rotated', iou_threshold=0.25),
+    nms_pre=2000,
+    max_per_img=300,
+    box_grow=2.0,
+    mask_thr=0.5,
+    mask_postprocess=True,
+    skeleton_gate=None)
+
+
+def load_label_maps(data_root: Path, dataset: str, name: str,
+                    size: int = 256) -> Tuple[np.ndarray, np.ndarray, int]:
+    """Instance map, class map (0 background, 1..N) and N for one real image, cropped to ``size``.
+
+    Args:
+        data_root (Path): the shared data folder (``../shared/data``).
+        dataset (str): ``'consep256'`` (4 classes) or ``'cpm15'`` (1 class, top-left crop).
+        name (str): image name, e.g. ``'train_1_000'`` or ``'image01'``; ``''`` picks the consep256
+            patch with the most nuclei (or cpm15 ``image07``).
+
+    Returns:
+        tuple: ``(inst, cls, num_classes)``, both maps ``(size, size)``.
+    """
+    if dataset == 'consep256':
+        labels = data_root / 'consep256' / 'labels'
+        if not name:
+            counts = {p.name[:-len('_inst.png')]: len(np.unique(cv2.imread(str(p), -1)))
+                      for p in sorted(labels.glob('*_inst.png'))}
+            if not counts:
+                raise FileNotFoundError(f'no *_inst.png label maps in {labels}')
+            name = max(counts, key=counts.get)
+        inst = cv2.imread(str(labels / f'{name}_inst.png'), cv2.IMREAD_UNCHANGED)
+        cls = cv2.imread(str(labels / f'{name}_class.png'), cv2.IMREAD_UNCHANGED)
+        num_classes = 4
+    elif dataset == 'cpm15':
+        path = data_root / 'cpm15' / 'labels' / f'{name or "image07"}.png'
+        inst = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        cls = None if inst is None else (inst > 0).astype(np.uint8)
+        num_classes = 1
+    else:
+        raise ValueError(f"dataset must be 'consep256' or 'cpm15', got {dataset!r}")
+    if inst is None or cls is None:
+        raise FileNotFoundError(f'cannot read the {dataset} label maps of {name!r} under {data_root}')
+    return inst[:size, :size], cls[:size, :size], num_classes
+
+
+def build_dense_maps(inst: np.ndarray, cls: np.ndarray, num_classes: int, stride: int = 2,
+                     noise: float = 1.0, seed: int = 0) -> Dict[str, torch.Tensor]:
+    """Dense A2B-IS predictions (skeleton, seg, rboxes) for a real instance/class label map.
+
+    Args:
+        inst (np.ndarray): (H, W) instance ids, 0 background.
+        cls (np.ndarray): (H, W) classes 1..N, constant within an instance.
+        num_classes (int): N.
+        stride (int): feature stride.
+        noise (float): noise scale; 0 gives the exact targets.
+        seed (int): random seed.
+
+    Returns:
+        dict: ``skeleton`` (1, h, w), ``seg`` (N + 2, h, w) probabilities, ``rboxes`` (h*w, 5)
+        and the ``gt_bboxes`` (n, 5) of the kept instances.
+    """
+    ids = np.unique(inst)
+    ids = ids[ids > 0]
+    masks = inst[None] == ids[:, None, None]
+    labels = np.array([np.bincount(cls[m]).argmax() - 1 for m in masks], dtype=np.int64)
+    targets = GenerateA2BTargets(num_classes, stride=stride)(
+        dict(gt_masks=BitmapMasks(masks, *inst.shape), gt_bboxes_labels=labels))
+    seg_map, owner = targets['gt_seg_map'], targets['gt_skeleton_inst']
+    gt_boxes = targets['gt_bboxes'].tensor
+    h, w = seg_map.shape
+    gen = torch.Generator().manual_seed(seed)
+
+    logits = 4.0 * torch.nn.functional.one_hot(
+        torch.from_numpy(seg_map).long(), num_classes + 2).permute(2, 0, 1).float()
+    seg = (logits + noise * torch.randn(logits.shape, generator=gen)).softmax(dim=0)
+    skeleton = torch.from_numpy(targets['gt_skeleton'])[None]
+    skeleton = (skeleton + 0.05 * noise * torch.randn(skeleton.shape, generator=gen)).clamp(0, 1)
+
+    rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')
+    rboxes = torch.stack([stride * cols, stride * rows, torch.full_like(rows, 3),
+                          torch.full_like(rows, 3), torch.zeros_like(rows)], -1).float()
+    owner = torch.from_numpy(owner)
+    rboxes[owner >= 0] = gt_boxes[owner[owner >= 0]]
+    rboxes = rboxes.view(-1, 5)
+    jitter = noise * torch.randn(rboxes.shape, generator=gen)
+    rboxes[:, :2] += jitter[:, :2]
+    rboxes[:, 2:4] *= torch.exp(0.1 * jitter[:, 2:4])
+    rboxes[:, 4] += 0.1 * jitter[:, 4]
+    return dict(skeleton=skeleton, seg=seg, rboxes=rboxes, gt_bboxes=gt_boxes)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Time A2B-IS post-processing on dense maps')
+    parser.add_argument('--data-root', type=Path, default=REPO_ROOT.parent / 'shared' / 'data')
+    parser.add_argument('--dataset', default='consep256', choices=['consep256', 'cpm15'])
+    parser.add_argument('--name', default='', help='image name (default: a dense one)')
+    parser.add_argument('--runs', type=int, default=20)
+    parser.add_argument('--noise', type=float, default=1.0)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--no-mask-postprocess', action='store_true',
+                        help='skip the close / majority blur / fill-holes clean-up')
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.runs < 1:
+        raise ValueError(f'--runs must be >= 1, got {args.runs}')
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    inst, cls, num_classes = load_label_maps(args.data_root, args.dataset, args.name)
+    maps = build_dense_maps(inst, cls, num_classes, noise=args.noise)
+    skeleton, seg, rboxes = (maps[k].to(args.device) for k in ('skeleton', 'seg', 'rboxes'))
+    size = tuple(inst.shape)
+    img_meta = dict(img_shape=size, ori_shape=size, pad_shape=size, scale_factor=(1.0, 1.0))
+    cfg = ConfigDict(DEFAULT_CFG, mask_postprocess=not args.no_mask_postprocess)
+
+    times = []
+    for i in range(args.runs + 2):  # two warm-up runs
+        if args.device.startswith('cuda'):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        results = a2b_postprocess(skeleton, seg, rboxes, img_meta, cfg, rescale=True)
+        if args.device.startswith('cuda'):
+            torch.cuda.synchronize()
+        if i >= 2:
+            times.append(1000 * (time.perf_counter() - start))
+    print(f'{args.dataset} {args.name or "(densest)"}: input {size[1]}x{size[0]}, maps '
+          f'{seg.shape[2]}x{seg.shape[1]}, {len(maps["gt_bboxes"])} GT instances, '
+          f'{len(results)} predicted instances, device {args.device}, {args.threads} threads, '
+          f'mask_postprocess={cfg.mask_postprocess}')
+    print(f'post-processing: median {statistics.median(times):.1f} ms, '
+          f'min {min(times):.1f} ms, max {max(times):.1f} ms over {args.runs} runs')
+
+
+if __name__ == '__main__':
+    main()
