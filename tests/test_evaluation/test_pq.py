@@ -265,9 +265,14 @@ def test_pairwise_iou_and_fast_pq_values():
     pred = np.zeros((4, 6), np.int32)
     pred[:, 1:4] = 3
     np.testing.assert_allclose(pairwise_iou(true, pred), [[8 / 16]])
+    # huge, sparse ids take the np.unique path and give the same IoUs
+    huge = true.astype(np.int64) * 10**12
+    np.testing.assert_allclose(pairwise_iou(huge, pred), [[8 / 16]])
     stat = get_fast_pq(true, pred)  # IoU 0.5 is not > 0.5
     assert (stat.tp, stat.fp, stat.fn, stat.pq) == (0, 1, 1, 0.0)
     assert np.isnan(get_fast_pq(np.zeros((3, 3)), np.zeros((3, 3))).pq)
+    with pytest.raises(ValueError, match='ids >= 0'):
+        pairwise_iou(-true, pred)
     with pytest.raises(ValueError, match='shape'):
         pairwise_iou(true, pred[:, :5])
     with pytest.raises(ValueError, match='outside 0..3'):
