@@ -6,6 +6,7 @@ from mmcv.ops import box_iou_rotated
 from mmdet.models.task_modules.prior_generators import MlvlPointGenerator
 from mmdet.registry import MODELS, TASK_UTILS
 from mmdet.structures import SampleList
+from mmdet.structures.bbox import get_box_tensor
 from mmdet.utils import ConfigType, InstanceList, OptConfigType, OptMultiConfig
 from mmengine.config import ConfigDict
 from mmengine.model import BaseModule
@@ -13,6 +14,7 @@ from mmengine.structures import InstanceData, PixelData
 from torch import Tensor
 
 from ..seg_heads.utils import A2B_HEAD_INIT_CFG, a2b_branch
+from .a2b_postprocess import a2b_postprocess
 
 DEFAULT_TRAIN_CFG = dict(anchor_thr=0.2, assign_mode='max_iou', use_anchor_weight=True)
 
@@ -112,7 +114,7 @@ class A2BRotatedHead(BaseModule):
             raise ValueError(f'gt_skeleton.heatmap {tuple(heat.shape)} and gt_sem_seg '
                              f'{tuple(sem.shape)} must be equal and fit the feature map '
                              f'{tuple(featmap_size)}')
-        gt_boxes = gt_instances.bboxes.tensor.to(anchors)
+        gt_boxes = get_box_tensor(gt_instances.bboxes).to(anchors)
         rows, cols = torch.nonzero(
             (heat >= self.train_cfg.anchor_thr) & (sem != self.overlap_label), as_tuple=True)
         inds = rows * featmap_size[1] + cols
@@ -195,15 +197,15 @@ class A2BRotatedHead(BaseModule):
         Returns:
             list[InstanceData]: ``bboxes`` (RotatedBoxes), ``scores``, ``labels``, ``masks``.
         """
-        from .a2b_postprocess import a2b_postprocess
         cfg = self.test_cfg if cfg is None else cfg
         if cfg is None:
             raise ValueError('A2BRotatedHead.predict_by_feat needs a test_cfg')
+        cfg = ConfigDict(cfg)
         anchors = self.get_anchors(bbox_preds.shape[-2:], bbox_preds.device)
         deltas = bbox_preds.permute(0, 2, 3, 1).reshape(len(bbox_preds), -1, 5)
         return [
             a2b_postprocess(skeleton, seg, self.decode(anchors, img_deltas), img_meta, cfg,
-                            rescale)
+                            rescale, stride=self.stride)
             for img_deltas, seg, skeleton, img_meta in zip(deltas, seg_probs, skeleton_probs,
                                                            batch_img_metas)
         ]
