@@ -1,4 +1,5 @@
 """A2BNet: the single-resolution Atrous-Attention backbone of A2B-IS (spec B §1, decision D1)."""
+from contextlib import nullcontext
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
@@ -46,7 +47,11 @@ def spatial_softmax(x: Tensor) -> Tensor:
     Returns:
         Tensor: float32 (N, C, H, W) probabilities; each (n, c) map sums to 1.
     """
-    with torch.autocast(device_type=x.device.type, enabled=False):
+    device_type = x.device.type
+    # 'meta' tensors (shape-only FLOP counting) have no autocast to disable.
+    no_autocast = (torch.autocast(device_type=device_type, enabled=False)
+                   if torch.amp.is_autocast_available(device_type) else nullcontext())
+    with no_autocast:
         return torch.softmax(x.float().flatten(2), dim=-1).view(x.shape)
 
 
