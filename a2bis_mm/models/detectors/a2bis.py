@@ -104,4 +104,7 @@ class A2BIS(BaseDetector):
         results = self.bbox_head.predict_by_feat(
             maps['bbox'], maps['seg'], maps['skeleton'],
             [s.metainfo for s in batch_data_samples], rescale=rescale)
-        return self.add_pred_to_datasample(batch_data_samples, results)
+        # not add_pred_to_datasample: it turns RotatedBoxes into plain tensors (D8 keeps them)
+        for data_sample, pred_instances in zip(batch_data_samples, results):
+            data_sample.pred_instances = pred_instances
+        return batch_data_samples
