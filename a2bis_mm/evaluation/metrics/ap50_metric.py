@@ -74,7 +74,7 @@ class InstanceAP50Metric(BaseMetric):
             pred_rles = mask_rles(pred['masks'], shape, f'{name} pred_instances')
             pred_rboxes = rotated_array(pred.get('bboxes'))
             if pred_rboxes is None:
-                pred_rboxes = mask_rboxes(mask_array(pred_rles, shape, f'{name} pred_instances'))
+                pred_rboxes = mask_rboxes(mask_array(pred['masks'], shape, f'{name} pred_instances'))
             gt_rboxes = rotated_array(gt.get('bboxes'))
             if gt_rboxes is None:
                 gt_rboxes = mask_rboxes(gt_masks)
