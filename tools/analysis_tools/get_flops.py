@@ -1,0 +1,157 @@
+"""Parameters, size and FLOPs of an A2B-IS model, compared with the paper's Table VI.
+
+FLOPs follow the paper (spec B §1.6): 2 x the multiply-adds of the conv/linear weights (biases,
+norms, activations and the spatial softmax are not counted) for one image of ``shape`` x ``shape``.
+"MiB" is float32 bytes / 2^20, which is what the paper's "Params (MB)" column counts.
+
+Example (A2B-IS-T, 26 segmentation classes = 24 chromosome types + background + overlap)::
+
+    .venv/bin/python tools/analysis_tools/get_flops.py configs/_base_/models/a2bis_a2bnet-t.py \
+        --shape 512 --cfg-options model.seg_head.num_classes=24 model.bbox_head.num_classes=24
+"""
+import argparse
+import math
+from collections import Counter
+from typing import Dict, Optional, Tuple
+
+import mmrotate.models  # noqa: F401  registers the mmrotate.* box coders the heads use
+import torch
+import torch.nn as nn
+from mmdet.registry import MODELS
+from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.model import BaseModel
+from mmengine.registry import init_default_scope
+
+import a2bis_mm  # noqa: F401  registers A2BNet and the A2B-IS heads
+
+# Paper Table VI (chromosomes, 24 types -> 26 segmentation classes): GFLOPs at 512^2 and MB.
+PAPER_GFLOPS_512 = {'T': 437.4, 'S': 1053.7, 'B': 3021.4}
+PAPER_MIB = {'T': 12.4, 'S': 30.6, 'B': 87.7, 'L': 186.0}
+
+
+def conv_linear_macs(model: nn.Module, shape: int, in_channels: int = 3) -> Dict[str, int]:
+    """Multiply-adds of every conv/linear weight for one ``shape`` x ``shape`` image.
+
+    The model runs on the 'meta' device (shapes only, no arithmetic), so B/L at 512^2 take well
+    under a second; mmengine's FlopAnalyzer needs a jit trace, which fails on meta tensors and
+    takes minutes with real ones on a CPU. Its convention is the same: one multiply-add = one flop.
+
+    Args:
+        model (nn.Module): A detector (run in mmdet's ``mode='tensor'``) or a backbone, on 'meta'.
+        shape (int): Input height and width.
+        in_channels (int): Input image channels.
+
+    Returns:
+        dict[str, int]: Multiply-adds per top-level child module (e.g. ``backbone``).
+    """
+    macs: Counter = Counter()
+    handles = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.conv._ConvNd):
+            per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
+        elif isinstance(module, nn.Linear):
+            per_output = module.in_features
+        else:
+            continue
+        top = name.split('.')[0]
+
+        def hook(mod, args, out, top=top, per_output=per_output):
+            macs[top] += out.numel() * per_output
+
+        handles.append(module.register_forward_hook(hook))
+    inputs = torch.empty(1, in_channels, shape, shape, device='meta')
+    with torch.no_grad():
+        if isinstance(model, BaseModel):
+            model(inputs, mode='tensor')
+        else:
+            model(inputs)
+    for handle in handles:
+        handle.remove()
+    return dict(macs)
+
+
+def model_complexity(model_cfg: dict, shape: int) -> Dict[str, Dict[str, float]]:
+    """Build ``model_cfg`` on the 'meta' device and measure it.
+
+    Args:
+        model_cfg (dict): A model config (``cfg.model``) in the mmdet registry.
+        shape (int): Input height and width.
+
+    Returns:
+        dict[str, dict]: For each top-level child and ``'total'``: ``params`` (int), ``mib``
+        (float32 MiB), ``macs`` (int) and ``gflops`` (2 x macs / 1e9).
+    """
+    with torch.device('meta'):  # no weights allocated or initialised
+        model = MODELS.build(model_cfg)
+    model.eval()
+    macs = conv_linear_macs(model, shape)
+    parts = {name: sum(p.numel() for p in child.parameters())
+             for name, child in model.named_children()}
+    parts = {name: params for name, params in parts.items() if params or macs.get(name)}
+    rows = {name: dict(params=params, macs=macs.get(name, 0)) for name, params in parts.items()}
+    rows['total'] = dict(
+        params=sum(p.numel() for p in model.parameters()), macs=sum(macs.values()))
+    for row in rows.values():
+        row['mib'] = row['params'] * 4 / 2**20
+        row['gflops'] = 2 * row['macs'] / 1e9
+    return rows
+
+
+def paper_reference(arch: Optional[str], shape: int) -> Tuple[Optional[float], Optional[float]]:
+    """The paper's (MB, GFLOPs) for ``arch``; GFLOPs only where it reports them (512^2)."""
+    gflops = PAPER_GFLOPS_512.get(arch) if shape == 512 else None
+    return PAPER_MIB.get(arch), gflops
+
+
+def format_table(rows: Dict[str, Dict[str, float]], arch: Optional[str], shape: int) -> str:
+    """Markdown table of ``rows`` (from :func:`model_complexity`) with the paper's values."""
+    lines = [f'| part | params | MiB (fp32) | GFLOPs @ {shape}x{shape} |', '|---|---:|---:|---:|']
+    for name, row in rows.items():
+        lines.append(f"| {name} | {row['params']:,} | {row['mib']:.2f} | "
+                     f"{row['gflops']:.2f} |")
+    paper_mib, paper_gflops = paper_reference(arch, shape)
+    if paper_mib is not None:
+        total = rows['total']
+
+        def cell(paper, ours):
+            if paper is None:
+                return 'n/a'
+            return f'{paper} ({(ours - paper) / paper:+.2%})'
+
+        lines.append(f'| paper Table VI, A2BNet-{arch}, 26 classes (ours vs paper) | | '
+                     f"{cell(paper_mib, total['mib'])} | {cell(paper_gflops, total['gflops'])} |")
+    return '\n'.join(lines)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Parameters, MiB and GFLOPs (2 x conv/linear MACs) of an A2B-IS model')
+    parser.add_argument('config', help='config file with a `model` (detector or backbone)')
+    parser.add_argument('--shape', type=int, default=512, help='input height = width')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config entries, e.g. model.backbone.arch=B model.seg_head.num_classes=24')
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.shape < 2 or args.shape % 2:
+        raise ValueError(f'--shape must be an even size >= 2 (A2B-IS has stride 2), got {args.shape}')
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    if 'model' not in cfg:
+        raise KeyError(f'{args.config} has no `model` entry')
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    model_cfg: ConfigDict = cfg.model
+    # The paper's numbers are for the whole detector, so only a detector is compared.
+    backbone = model_cfg.get('backbone', {})
+    arch = backbone.get('arch') if backbone.get('type') == 'A2BNet' else None
+    arch = arch if isinstance(arch, str) else None
+    rows = model_complexity(model_cfg, args.shape)
+    print(format_table(rows, arch, args.shape))
+
+
+if __name__ == '__main__':
+    main()
