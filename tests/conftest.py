@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from mmengine.logging import MMLogger
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get('A2BIS_SHARED_DATA', REPO_ROOT.parent / 'shared' / 'data'))
@@ -23,3 +24,12 @@ def shared_data() -> Path:
 def repo_root() -> Path:
     """The repository root (configs/, tools/ live here)."""
     return REPO_ROOT
+
+
+@pytest.fixture
+def mm_caplog(caplog):
+    """caplog for mmengine's logger, which has no parent logger and so never reaches caplog."""
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(caplog.handler)
+    yield caplog
+    logger.removeHandler(caplog.handler)

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from mmdet.registry import DATASETS
 from mmengine.registry import init_default_scope
-from test_loading import fixture_mm_caplog  # noqa: F401  (fixture mm_caplog)
 
 import a2bis_mm  # noqa: F401
 

@@ -8,7 +8,6 @@ import pytest
 from mmdet.registry import DATASETS
 from mmdet.structures.mask import PolygonMasks
 from mmengine.registry import init_default_scope
-from test_loading import fixture_mm_caplog  # noqa: F401  (fixture mm_caplog)
 
 import a2bis_mm  # noqa: F401
 

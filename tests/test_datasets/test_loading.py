@@ -6,18 +6,8 @@ import cv2
 import numpy as np
 import pytest
 from mmdet.registry import TRANSFORMS
-from mmengine.logging import MMLogger
 
 import a2bis_mm  # noqa: F401  registers the transforms
-
-
-@pytest.fixture(name='mm_caplog')
-def fixture_mm_caplog(caplog):
-    """caplog for mmengine's logger, which has no parent logger and so never reaches caplog."""
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(caplog.handler)
-    yield caplog
-    logger.removeHandler(caplog.handler)
 
 
 def _load(path, **kwargs):
