@@ -1,6 +1,7 @@
 """A2BIS detector: parameter counts, losses on packed samples, gradients, maps and predict."""
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,8 +17,8 @@ from mmrotate.structures import RotatedBoxes
 import a2bis_mm  # noqa: F401  registers the model and the transforms
 from a2bis_mm.datasets.transforms import GenerateA2BTargets, PackA2BInputs
 
-TINY = 'configs/a2bis/a2bis-tiny_a2b_300i_synthetic.py'
-T_BASE = 'configs/_base_/models/a2bis_a2bnet-t.py'
+CONFIGS = Path(__file__).resolve().parents[2] / 'configs' / 'a2bis'
+TINY = str(CONFIGS / 'a2bis-tiny_a2b_300i_synthetic.py')
 SIZE = 64
 
 
@@ -60,16 +61,22 @@ def _batch(model, with_objects, training=True):
         pseudo_collate([_packed(with_objects, 0), _packed(with_objects, 1)]), training)
 
 
-@pytest.mark.parametrize('arch,num_classes,expected', [('T', 5, 3294560), ('B', 24, 23015040)])
-def test_total_parameters_match_spec(arch, num_classes, expected):
-    cfg = Config.fromfile(T_BASE).model
-    c4 = {'T': 128, 'B': 512}[arch]
-    cfg.backbone.arch = arch
-    for head in ('skeleton_head', 'seg_head', 'bbox_head'):
-        cfg[head].in_channels = c4
-    cfg.seg_head.num_classes = cfg.bbox_head.num_classes = num_classes
-    model = MODELS.build(cfg)
+@pytest.mark.parametrize('arch,expected', [('t', 3294560), ('s', 7987264), ('b', 22971264),
+                                           ('l', 48888768)])
+def test_pannuke_configs_match_spec_parameter_totals(arch, expected):
+    """Spec §1.6, C = 7: the PanNuke configs of every size (built on the meta device)."""
+    cfg = Config.fromfile(str(CONFIGS / f'a2bis-{arch}_a2b_100e_pannuke-256.py'))
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
     assert sum(p.numel() for p in model.parameters()) == expected
+
+
+def test_b_with_26_classes_matches_spec_total():
+    """Spec §1.6: A2B-IS-B with C = 26 (24 chromosome classes) has 23,015,040 parameters."""
+    cfg = Config.fromfile(str(CONFIGS / 'a2bis-b_a2b_100e_chromosome-512.py')).model
+    cfg.seg_head.num_classes = cfg.bbox_head.num_classes = 24
+    model = MODELS.build(cfg)
+    assert sum(p.numel() for p in model.parameters()) == 23015040
 
 
 def test_initial_maps_and_tensor_mode():

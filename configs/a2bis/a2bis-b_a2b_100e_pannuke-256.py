@@ -1,0 +1,7 @@
+# A2B-IS-B on PanNuke 256: A2BNet-B (C4 = 512), otherwise as the T config.
+_base_ = './a2bis-t_a2b_100e_pannuke-256.py'
+model = dict(
+    backbone=dict(arch='B'),
+    skeleton_head=dict(in_channels=512),
+    seg_head=dict(in_channels=512),
+    bbox_head=dict(in_channels=512))
