@@ -174,8 +174,8 @@ def rotated_nms(boxes: Tensor, scores: Tensor, iou_thr: float, max_num: int = -1
     taken in score-ranked chunks: a chunk first loses the boxes that an already kept box
     suppresses, then its survivors are resolved among themselves (:func:`_greedy_nms_sorted`);
     IoUs (``box_iou_rotated``) are only computed for pairs whose axis-aligned upper bound can
-    reach ``iou_thr``. Suppression at IoU >= ``iou_thr`` and ties broken by index, as in mmcv's
-    CPU kernel.
+    reach ``iou_thr``. Suppression at IoU >= ``iou_thr`` as in mmcv's CPU kernel; equal scores
+    are ranked by index (mmcv's unstable sort ranks them arbitrarily).
 
     Args:
         boxes (Tensor): (n, 5) rotated boxes.
