@@ -12,18 +12,22 @@ metainfo = dict(classes=classes)
 num_classes = len(classes)
 backend_args = None
 batch_size = 4
+image_size = (256, 256)
 
-# No resize: the baselines see the same 256x256 input as A2B-IS. Flips in both axes plus their
+# The baselines see the same 256x256 input as A2B-IS; the Resize to 256 changes no pixel but records
+# the `scale_factor` that mmdet's heads read when rescaling predictions. Flips in both axes plus their
 # composition (180 degrees) stand in for A2B-IS's RandomRot90, which handles rotated boxes only.
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=image_size, keep_ratio=True),
     dict(type='RandomFlip', prob=[0.25, 0.25, 0.25],
          direction=['horizontal', 'vertical', 'diagonal']),
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='Resize', scale=image_size, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
