@@ -3,75 +3,43 @@
 # schedule and the a2bis-mm runtime. Each baseline takes only `model` (and its optimiser) from mmdet's own
 # config: mmengine forbids two `_base_` files that both define the data keys, so a baseline cannot list
 # both an `mmdet::` config and this file.
-_base_ = ['../../_base_/default_runtime.py']
+_base_ = ['../../_base_/datasets/consep-256.py', '../../_base_/default_runtime.py']
 
-dataset_type = 'CocoDataset'
-data_root = '../shared/data/consep256/'
-classes = ('other', 'inflammatory', 'epithelial', 'spindle-shaped')
-metainfo = dict(classes=classes)
-num_classes = len(classes)
-backend_args = None
 batch_size = 4
 image_size = (256, 256)
 
-# The baselines see the same 256x256 input as A2B-IS; the Resize to 256 changes no pixel but records
-# the `scale_factor` that mmdet's heads read when rescaling predictions. Flips in both axes plus their
-# composition (180 degrees) stand in for A2B-IS's RandomRot90, which handles rotated boxes only.
+# The A2B-IS augmentation (flips + exact 90-degree rotations; RandomRot90 projects horizontal boxes
+# and masks too) with mmdet's loading and packing. The Resize to 256 changes no pixel but records
+# the `scale_factor` that mmdet's heads read when rescaling predictions.
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadImageFromFile', backend_args=_base_.backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='RandomFlip', prob=[0.25, 0.25, 0.25],
-         direction=['horizontal', 'vertical', 'diagonal']),
+    dict(type='RandomFlip', prob=[0.25, 0.25], direction=['horizontal', 'vertical']),
+    dict(type='RandomRot90', prob=0.75),
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadImageFromFile', backend_args=_base_.backend_args),
     dict(type='Resize', scale=image_size, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
-
 train_dataloader = dict(
     batch_size=batch_size,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
     batch_sampler=dict(type='AspectRatioBatchSampler'),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='train.json',
-        data_prefix=dict(img='images/'),
-        filter_cfg=dict(filter_empty_gt=True, min_size=1),
-        pipeline=train_pipeline,
-        backend_args=backend_args))
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='val.json',
-        data_prefix=dict(img='images/'),
-        test_mode=True,
-        pipeline=test_pipeline,
-        backend_args=backend_args))
+    dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-# The A2B-IS metrics accept horizontal boxes + masks (rotated boxes are derived from the masks);
-# COCO segm AP with up to 1000 detections per image (patches hold up to 189 nuclei).
+# The A2B-IS evaluators (they accept horizontal boxes + masks and derive rotated boxes from the
+# masks) plus COCO segm AP with up to 1000 detections per image (patches hold up to 189 nuclei).
 val_evaluator = [
     dict(type='PanopticQualityMetric'),
     dict(type='InstanceAP50Metric'),
-    dict(type='CocoMetric', ann_file=data_root + 'val.json', metric='segm',
-         proposal_nums=(100, 300, 1000), backend_args=backend_args),
+    dict(type='CocoMetric', ann_file=_base_.data_root + 'val.json', metric='segm',
+         proposal_nums=(100, 300, 1000), backend_args=_base_.backend_args),
 ]
 test_evaluator = val_evaluator
 
