@@ -1,14 +1,13 @@
 """Tests of tools/analysis_tools/get_flops.py: exact parameter counts and FLOPs (spec B §1.6)."""
 import importlib.util
 import sys
+from typing import Optional
 
 import pytest
 import torch
 from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-
-from a2bis_mm.models.backbones import A2BNet
 
 
 @pytest.fixture(scope='module')
@@ -21,15 +20,17 @@ def get_flops(repo_root):
     return module
 
 
-def a2bis_cfg(repo_root, arch: str, num_classes: int) -> dict:
-    """The A2B-IS model config with backbone ``arch`` and ``num_classes`` object classes."""
-    cfg = Config.fromfile(repo_root / 'configs' / '_base_' / 'models' / 'a2bis_a2bnet-t.py').model
-    c4 = A2BNet.arch_settings[arch]['channels'][-1]
-    cfg.backbone.arch = arch
-    for head in ('skeleton_head', 'seg_head', 'bbox_head'):
-        cfg[head].in_channels = c4
-    cfg.seg_head.num_classes = cfg.bbox_head.num_classes = num_classes
-    return cfg
+def a2bis_cfg(repo_root, arch: str, num_classes: Optional[int] = 24,
+              dataset: str = 'chromosome-512') -> dict:
+    """``cfg.model`` of the A2B-IS-``arch`` config for ``dataset``.
+
+    ``num_classes`` overrides the object classes (24 = the paper's chromosome types, C = 26).
+    """
+    config = repo_root / 'configs' / 'a2bis' / f'a2bis-{arch.lower()}_a2b_100e_{dataset}.py'
+    model = Config.fromfile(config).model
+    if num_classes is not None:
+        model.seg_head.num_classes = model.bbox_head.num_classes = num_classes
+    return model
 
 
 def test_backbone_only_t(get_flops):
@@ -42,11 +43,12 @@ def test_backbone_only_t(get_flops):
 
 
 @pytest.mark.parametrize('arch,num_classes,params,heads', [
-    ('T', 5, 3_294_560, None),
     ('T', 24, 3_338_336, None),
     ('S', 24, 8_031_040, None),
     ('B', 24, 23_015_040, (1_772_288, 1_832_192, 1_783_808)),
     ('L', 24, 48_932_544, None),
+    # the chromosome-pair configs as they are: 1 class, C = 3, i.e. 23 fewer 3x3x256 seg kernels
+    ('T', None, 3_338_336 - 23 * 9 * 256, None),
 ])
 def test_full_model_params_match_spec(get_flops, repo_root, arch, num_classes, params, heads):
     rows = get_flops.model_complexity(a2bis_cfg(repo_root, arch, num_classes), 64)
@@ -54,6 +56,12 @@ def test_full_model_params_match_spec(get_flops, repo_root, arch, num_classes, p
     assert rows['total']['mib'] == params * 4 / 2**20
     if heads is not None:
         assert tuple(rows[h]['params'] for h in ('skeleton_head', 'seg_head', 'bbox_head')) == heads
+
+
+def test_pannuke_t_params_match_spec(get_flops, repo_root):
+    # PanNuke: 5 classes, C = 7 (spec §1.6 "total (C=7)")
+    cfg = a2bis_cfg(repo_root, 'T', num_classes=None, dataset='pannuke-256')
+    assert get_flops.model_complexity(cfg, 64)['total']['params'] == 3_294_560
 
 
 @pytest.mark.parametrize('arch,macs,paper', [
@@ -70,7 +78,7 @@ def test_gflops_at_512_match_paper(get_flops, repo_root, arch, macs, paper):
 
 def test_macs_are_conv_weights_times_output_pixels(get_flops, repo_root):
     """Cross-check the hooks against the module tree: all convs run at (shape/2)^2, no bias."""
-    cfg = a2bis_cfg(repo_root, 'T', 5)
+    cfg = a2bis_cfg(repo_root, 'T')
     with torch.device('meta'):
         model = MODELS.build(cfg)
     weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Conv2d))
@@ -79,7 +87,7 @@ def test_macs_are_conv_weights_times_output_pixels(get_flops, repo_root):
 
 
 def test_cli_prints_table_with_paper_difference(get_flops, repo_root, monkeypatch, capsys):
-    config = repo_root / 'configs' / '_base_' / 'models' / 'a2bis_a2bnet-t.py'
+    config = repo_root / 'configs' / 'a2bis' / 'a2bis-t_a2b_100e_chromosome-512.py'
     monkeypatch.setattr(sys, 'argv', [
         'get_flops.py', str(config), '--shape', '512', '--cfg-options',
         'model.seg_head.num_classes=24', 'model.bbox_head.num_classes=24'])
@@ -90,7 +98,7 @@ def test_cli_prints_table_with_paper_difference(get_flops, repo_root, monkeypatc
 
 
 def test_cli_rejects_odd_shape(get_flops, repo_root, monkeypatch):
-    config = repo_root / 'configs' / '_base_' / 'models' / 'a2bis_a2bnet-t.py'
+    config = repo_root / 'configs' / 'a2bis' / 'a2bis-t_a2b_100e_chromosome-512.py'
     monkeypatch.setattr(sys, 'argv', ['get_flops.py', str(config), '--shape', '511'])
     with pytest.raises(ValueError, match='--shape must be an even size >= 2.*511'):
         get_flops.main()
