@@ -1,0 +1,183 @@
+"""Exports of :class:`CompactInstances`: COCO instance JSON (RLE), QuPath GeoJSON, overlay PNG.
+
+Field-by-field descriptions of the files are in docs/inference.md. All coordinates are level-0
+pixels with pixel ``(r, c)`` covering ``[c, c + 1] x [r, r + 1]`` (QuPath's and COCO's convention).
+"""
+import json
+import os
+import os.path as osp
+import tempfile
+import uuid
+from typing import Optional
+
+import cv2
+import numpy as np
+import pycocotools.mask as mask_utils
+import shapely
+import torch
+from mmdet.structures import DetDataSample
+from mmengine.structures import InstanceData
+from mmrotate.structures import RotatedBoxes
+from mmrotate.visualization import RotLocalVisualizer
+
+from .tiling import CompactInstances, resample_crop
+
+OVERLAY_VISUALIZER = 'a2bis_inference_overlay'
+MAX_OVERLAY_MASK_BYTES = 1 << 26  # dense masks drawn per visualizer call (64 MiB)
+
+
+def crop_to_rle(crop: np.ndarray, offset, height: int, width: int) -> dict:
+    """COCO compressed RLE of a cropped mask in an ``height x width`` image.
+
+    Own code because ``pycocotools.mask.encode`` needs the full-image mask; the column-major runs
+    are built from the crop's columns only (O(crop width x H) memory).
+    """
+    x0, y0 = int(offset[0]), int(offset[1])
+    h, w = crop.shape
+    cols = np.zeros((w, height), dtype=np.uint8)  # the crop's columns, full height
+    cols[:, y0:y0 + h] = crop.T
+    flat = cols.ravel()
+    edges = np.flatnonzero(np.diff(flat)) + 1
+    counts = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
+    if flat[0]:
+        counts.insert(0, 0)  # RLE starts with a background run
+    counts[0] += x0 * height
+    tail = (width - x0 - w) * height
+    if tail:
+        if flat[-1]:
+            counts.append(tail)
+        else:
+            counts[-1] += tail
+    rle = mask_utils.frPyObjects(dict(counts=counts, size=[height, width]), height, width)
+    rle['counts'] = rle['counts'].decode('ascii')
+    return rle
+
+
+def crop_to_polygon(crop: np.ndarray, offset) -> shapely.Geometry:
+    """Exact pixel-edge outline of a cropped mask (Polygon or MultiPolygon, holes kept).
+
+    The union of the mask's row runs as unit-height rectangles: its area equals the pixel count,
+    unlike contours through pixel centres (``cv2.findContours``), which lose half a pixel along the
+    whole border, a large fraction for small nuclei.
+    """
+    x0, y0 = int(offset[0]), int(offset[1])
+    padded = np.pad(crop.view(np.uint8), ((0, 0), (1, 1)))
+    rows, starts = np.nonzero(np.diff(padded, axis=1) == 1)
+    _, ends = np.nonzero(np.diff(padded, axis=1) == 255)  # uint8: 0 - 1 wraps to 255
+    boxes = shapely.box(x0 + starts, y0 + rows, x0 + ends, y0 + rows + 1)
+    return shapely.orient_polygons(shapely.simplify(shapely.union_all(boxes), 0))
+
+
+def to_coco_dict(insts: CompactInstances, image_id: int = 1) -> dict:
+    """COCO instance JSON of one image (``images``, ``annotations`` with RLE, ``categories``)."""
+    height, width = insts.img_shape
+    annotations = []
+    for i, (off, crop) in enumerate(zip(insts.offsets, insts.crops)):
+        rows, cols = np.flatnonzero(crop.any(axis=1)), np.flatnonzero(crop.any(axis=0))
+        annotations.append(dict(
+            id=i + 1, image_id=image_id, category_id=int(insts.labels[i]) + 1,
+            segmentation=crop_to_rle(crop, off, height, width), area=int(crop.sum()),
+            bbox=[int(off[0] + cols[0]), int(off[1] + rows[0]), int(cols[-1] - cols[0] + 1),
+                  int(rows[-1] - rows[0] + 1)],
+            score=float(insts.scores[i]), iscrowd=0,
+            rbox=[float(v) for v in insts.bboxes[i]]))
+    return dict(
+        images=[dict(id=image_id, file_name=osp.basename(insts.img_path or ''), height=height,
+                     width=width)],
+        annotations=annotations,
+        categories=[dict(id=k + 1, name=name) for k, name in enumerate(insts.classes)])
+
+
+def to_geojson_dict(insts: CompactInstances) -> dict:
+    """QuPath-importable GeoJSON: one ``detection`` Feature per instance, level-0 px geometry."""
+    features = []
+    for i, (off, crop) in enumerate(zip(insts.offsets, insts.crops)):
+        label = int(insts.labels[i])
+        _, _, w, h, t = (float(v) for v in insts.bboxes[i])
+        features.append(dict(
+            type='Feature',
+            # stable ids: the same run gives the same file
+            id=str(uuid.uuid5(uuid.NAMESPACE_URL, f'{insts.img_path}#{i}')),
+            geometry=shapely.geometry.mapping(crop_to_polygon(crop, off)),
+            properties=dict(
+                objectType='detection',
+                classification=dict(name=insts.classes[label],
+                                    color=[int(c) for c in insts.palette[label]]),
+                isLocked=False,
+                measurements=dict(score=float(insts.scores[i]), area_px=int(crop.sum()),
+                                  rbox_length_px=max(w, h), rbox_width_px=min(w, h),
+                                  rbox_angle_deg=float(np.degrees(t))))))
+    return dict(type='FeatureCollection', features=features)
+
+
+def draw_overlay(img: np.ndarray, insts: CompactInstances, max_size: Optional[int] = 2048,
+                 score_thr: float = 0.0) -> np.ndarray:
+    """Draw masks, rotated boxes and class names with mmrotate's ``RotLocalVisualizer``.
+
+    The image is first downscaled so that its longer side is at most ``max_size`` px; the
+    instances are drawn in chunks so that the dense masks the visualizer needs stay under
+    ``MAX_OVERLAY_MASK_BYTES``.
+
+    Args:
+        img: The level-0 BGR image.
+        insts: Its instances.
+        max_size: Longest side of the overlay; None keeps the full size.
+        score_thr: Instances at or below are not drawn.
+
+    Returns:
+        np.ndarray: The BGR overlay.
+    """
+    factor = 1.0 if max_size is None else min(1.0, max_size / max(img.shape[:2]))
+    if factor < 1:
+        size = (max(1, round(img.shape[1] * factor)), max(1, round(img.shape[0] * factor)))
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    out_h, out_w = img.shape[:2]
+    scale = (insts.img_shape[1] / out_w, insts.img_shape[0] / out_h)
+    vis = RotLocalVisualizer.get_instance(OVERLAY_VISUALIZER)
+    vis.dataset_meta = dict(classes=insts.classes, palette=insts.palette)
+    drawn = np.ascontiguousarray(img[..., ::-1])
+    chunk = max(1, MAX_OVERLAY_MASK_BYTES // (out_h * out_w))
+    for start in range(0, len(insts), chunk):
+        part = insts.select(np.arange(start, min(start + chunk, len(insts))))
+        masks = np.zeros((len(part), out_h, out_w), dtype=bool)
+        for k, (off, crop) in enumerate(zip(part.offsets, part.crops)):
+            off, crop = resample_crop(crop, off, scale, (out_h, out_w))
+            masks[k, off[1]:off[1] + crop.shape[0], off[0]:off[0] + crop.shape[1]] = crop
+        boxes = part.bboxes.copy()
+        boxes[:, [0, 2]] /= scale[0]
+        boxes[:, [1, 3]] /= scale[1]
+        sample = DetDataSample()
+        sample.pred_instances = InstanceData(
+            bboxes=RotatedBoxes(torch.from_numpy(boxes).float()),
+            scores=torch.from_numpy(part.scores).float(), labels=torch.from_numpy(part.labels),
+            masks=torch.from_numpy(masks))
+        vis.add_datasample('overlay', drawn, sample, draw_gt=False, pred_score_thr=score_thr)
+        drawn = vis.get_image()
+    return np.ascontiguousarray(drawn[..., ::-1])
+
+
+def _write_atomic(data: bytes, path: str) -> None:
+    """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{osp.basename(path)}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_json_atomic(obj: dict, path: str) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically."""
+    _write_atomic(json.dumps(obj).encode('utf-8'), path)
+
+
+def write_png_atomic(img: np.ndarray, path: str) -> None:
+    """Write a BGR image as PNG to ``path`` atomically."""
+    ok, buf = cv2.imencode('.png', img)
+    if not ok:
+        raise ValueError(f'cannot encode a {img.shape} image as PNG for {path}')
+    _write_atomic(buf.tobytes(), path)
