@@ -59,3 +59,19 @@ def test_neck_rejects_bad_configuration():
     neck = MODELS.build(dict(type='A2BUpsampleNeck', in_channels=(8, 16), in_strides=(4, 8)))
     with pytest.raises(ValueError, match='expected 2 feature maps'):
         neck((torch.zeros(1, 8, 8, 8), ))
+
+
+@pytest.mark.parametrize('backbone', ['r50', 'swin-t', 'hrnet-w18'])
+def test_a2bis_classic_backbone_configs_give_stride2_maps(backbone, repo_root):
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(repo_root / f'configs/a2bis/a2bis_{backbone}_up_50e_consep-256.py')
+    assert cfg.model.backbone.init_cfg is None  # trained from scratch: nothing is downloaded
+    model = MODELS.build(cfg.model).eval()
+    assert type(model.neck).__name__ == 'A2BUpsampleNeck'
+    with torch.no_grad():
+        maps = model.forward_maps(torch.zeros(1, 3, 64, 64))
+    assert maps['skeleton'].shape == (1, 1, 32, 32)
+    assert maps['seg'].shape == (1, 6, 32, 32)  # 4 consep classes + background + overlap
+    assert maps['bbox'].shape == (1, 5, 32, 32)
