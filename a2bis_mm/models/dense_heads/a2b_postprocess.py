@@ -399,6 +399,9 @@ def a2b_postprocess(skeleton: Tensor,
         ((n, H, W) bool), sorted by descending score.
     """
     _check_inputs(skeleton, seg, rboxes)
+    nms_cfg = cfg.get('nms', dict(type='nms_rotated', iou_threshold=0.25))
+    if nms_cfg.get('type', 'nms_rotated') != 'nms_rotated' or nms_cfg.get('iou_threshold', 0) <= 0:
+        raise ValueError(f"cfg.nms must be dict(type='nms_rotated', iou_threshold>0), got {nms_cfg}")
     num_channels, h, w = seg.shape
     overlap_label = num_channels - 1
     img_h, img_w = img_meta['img_shape'][:2]
@@ -430,9 +433,6 @@ def a2b_postprocess(skeleton: Tensor,
         return _empty_results(rboxes, out_shape)
 
     # 2. class-agnostic rotated NMS, cap, grow
-    nms_cfg = cfg.get('nms', dict(type='nms_rotated', iou_threshold=0.25))
-    if nms_cfg.get('type', 'nms_rotated') != 'nms_rotated' or nms_cfg.get('iou_threshold', 0) <= 0:
-        raise ValueError(f"cfg.nms must be dict(type='nms_rotated', iou_threshold>0), got {nms_cfg}")
     keep = cand[rotated_nms(rboxes[cand], scores[cand], nms_cfg['iou_threshold'],
                             cfg.get('max_per_img', 300))]
     boxes, scores, labels = rboxes[keep].clone(), scores[keep], cls_map.flatten()[keep] - 1
