@@ -113,7 +113,9 @@ class AtrousAttentionBlock(BaseModule):
             if self.with_attention:
                 k = F.relu(self.keys[n](t))
                 q = F.relu(self.queries[n](t))
-                v = spatial_softmax(k * q) * v
+                # M = k*q in fp32 too: under autocast k, q are bf16/fp16 and exp() magnifies
+                # their rounding error.
+                v = spatial_softmax(k.float() * q.float()) * v
             outs.append(self.ln_upd(v))
         return self.ln_out(F.relu(self.fuse(torch.cat(outs, dim=1))))
 
