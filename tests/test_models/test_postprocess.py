@@ -281,9 +281,18 @@ def test_bad_inputs_raise():
         a2b_postprocess(maps.skeleton, maps.seg, maps.rboxes, meta, make_cfg())
     with pytest.raises(ValueError, match='seg must be'):
         a2b_postprocess(maps.skeleton, maps.seg[:2], maps.rboxes.view(-1, 5), meta, make_cfg())
-    with pytest.raises(KeyError, match='scale_factor'):
+    with pytest.raises(KeyError, match='ori_shape'):
         a2b_postprocess(maps.skeleton, maps.seg, maps.rboxes.view(-1, 5), meta, make_cfg(),
                         rescale=True)
+    # no scale_factor (no Resize in the test pipeline): rescaling is the identity
+    meta_no_resize = dict(img_shape=(128, 128), ori_shape=(128, 128))
+    rescaled = a2b_postprocess(maps.skeleton, maps.seg, maps.rboxes.view(-1, 5), meta_no_resize,
+                               make_cfg(), rescale=True)
+    plain = a2b_postprocess(maps.skeleton, maps.seg, maps.rboxes.view(-1, 5), meta_no_resize,
+                            make_cfg())
+    assert len(plain) == 2
+    torch.testing.assert_close(rescaled.bboxes.tensor, plain.bboxes.tensor)
+    assert torch.equal(rescaled.masks, plain.masks)
     with pytest.raises(ValueError, match='cfg.nms'):
         a2b_postprocess(maps.skeleton, maps.seg, maps.rboxes.view(-1, 5), meta,
                         make_cfg(nms=dict(type='nms', iou_threshold=0.5)))

@@ -406,11 +406,11 @@ def a2b_postprocess(skeleton: Tensor,
     overlap_label = num_channels - 1
     img_h, img_w = img_meta['img_shape'][:2]
     if rescale:
-        if 'ori_shape' not in img_meta or 'scale_factor' not in img_meta:
-            raise KeyError(f'rescale=True needs ori_shape and scale_factor in img_meta, '
-                           f'got keys {sorted(img_meta)}')
+        if 'ori_shape' not in img_meta:
+            raise KeyError(f'rescale=True needs ori_shape in img_meta, got keys {sorted(img_meta)}')
         out_shape = tuple(int(x) for x in img_meta['ori_shape'][:2])
-        sx, sy = (float(x) for x in img_meta['scale_factor'][:2])
+        # a test pipeline without Resize records no scale_factor: the input is the original
+        sx, sy = (float(x) for x in img_meta.get('scale_factor', (1.0, 1.0))[:2])
     else:
         out_shape, (sx, sy) = (int(img_h), int(img_w)), (1.0, 1.0)
     rboxes = rboxes.float()
