@@ -192,6 +192,8 @@ def test_rotated_head_instance_assignment():
     assert gt[:, 2].tolist() == [10., 30., 30.]
     with pytest.raises(ValueError, match="assign_mode must be 'max_iou' or 'instance'"):
         _rot_head(assign_mode='nearest')
+    with pytest.raises(ValueError, match=r"unknown train_cfg keys \['anchor_threshold'\]"):
+        _rot_head(anchor_threshold=0.2)
 
 
 def test_rotated_head_empty_gt_and_bad_targets():

@@ -78,6 +78,10 @@ class A2BRotatedHead(BaseModule):
         self.prior_generator = MlvlPointGenerator([stride], offset=0.)
         self.bbox_coder = TASK_UTILS.build(bbox_coder)
         self.loss_bbox = MODELS.build(loss_bbox)
+        unknown = set(train_cfg or {}) - set(DEFAULT_TRAIN_CFG)
+        if unknown:
+            raise ValueError(f'unknown train_cfg keys {sorted(unknown)} for A2BRotatedHead; '
+                             f'expected {sorted(DEFAULT_TRAIN_CFG)}')
         self.train_cfg = ConfigDict(DEFAULT_TRAIN_CFG, **(train_cfg or {}))
         if self.train_cfg.assign_mode not in ('max_iou', 'instance'):
             raise ValueError("train_cfg.assign_mode must be 'max_iou' or 'instance', got "

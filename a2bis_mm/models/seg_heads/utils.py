@@ -2,6 +2,7 @@
 from typing import Tuple
 
 import torch.nn as nn
+from torch import Tensor
 
 # Keras' glorot-uniform kernels and zero biases as in the reference; the output conv starts at
 # zero so that the first predictions are S = 0.5, P = 1/C and boxes equal to their anchors.
@@ -32,7 +33,7 @@ def a2b_branch(in_channels: int, feat_channels: int,
     return convs, conv_out
 
 
-def pad_to(target, size: Tuple[int, int], value: float, name: str):
+def pad_to(target: Tensor, size: Tuple[int, int], value: float, name: str) -> Tensor:
     """Pad a ``(..., h, w)`` target map at the bottom/right to the feature size ``size``.
 
     Targets are smaller than the prediction when the batch was padded (mmdet pads images at the
