@@ -325,10 +325,10 @@ def render_table(rows: List[Dict], header: Dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def replace_doc_section(doc: str, section: str) -> None:
-    """Replace (or append) this tool's ``##`` section of ``doc``; other sections stay."""
+def replace_doc_section(doc: str, section: str, title: str = DOC_SECTION) -> None:
+    """Replace (or append) the ``##`` section headed ``title`` of ``doc``; other sections stay."""
     text = Path(doc).read_text() if osp.isfile(doc) else '# Benchmarks\n'
-    pattern = re.compile(re.escape(DOC_SECTION) + r'\n.*?(?=^## |\Z)', re.S | re.M)
+    pattern = re.compile(re.escape(title) + r'\n.*?(?=^## |\Z)', re.S | re.M)
     if pattern.search(text):
         text = pattern.sub(lambda _: section + '\n', text, count=1)
     else:
