@@ -148,6 +148,21 @@ def test_perfect_predictions_score_one(evaluator):
     assert metrics['pq/mPQ'] == pytest.approx(1.0, abs=1e-5)
 
 
+@pytest.mark.parametrize('hbox', [False, True])
+def test_no_predictions_scores_zero(evaluator, hbox):
+    """An untrained model that predicts nothing scores 0, it does not crash the evaluation."""
+    samples, _ = make_samples(seed=5)
+    for s in samples:
+        s.pred_instances = InstanceData(
+            masks=torch.zeros((0, H, W), dtype=torch.bool), labels=torch.zeros(0, dtype=torch.long),
+            scores=torch.zeros(0), bboxes=torch.zeros((0, 4)) if hbox else masks_to_rboxes(
+                np.zeros((0, H, W), bool)))
+    evaluator.process(samples)
+    metrics = evaluator.evaluate(len(samples))
+    assert metrics['ap50/mask_mAP50'] == 0.0 and metrics['ap50/rbox_mAP50'] == 0.0
+    assert metrics['pq/bPQ'] == 0.0 and metrics['pq/mPQ'] == 0.0
+
+
 def test_clear_errors():
     init_default_scope('mmdet')
     samples, _ = make_samples()

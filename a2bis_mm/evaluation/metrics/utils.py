@@ -87,7 +87,7 @@ def mask_rboxes(masks: np.ndarray) -> np.ndarray:
     every method is scored on the same kind of box.
     """
     out = np.zeros((len(masks), 5), dtype=np.float32)
-    nonempty = masks.reshape(len(masks), -1).any(axis=1)
+    nonempty = masks.any(axis=(1, 2)) if len(masks) else np.zeros(0, bool)
     if nonempty.any():
         out[nonempty] = to_numpy(masks_to_rboxes(masks[nonempty]).tensor)
     return out
