@@ -2,7 +2,7 @@
 
 Each config runs in its own subprocesses (``tools/train.py`` then ``tools/test.py``) from a copy of
 the config with the budget applied: an iteration loop of ``--budget-iters`` iterations, or a
-wall-clock limit of ``--budget-minutes`` enforced by :class:`BenchmarkHook`; the same short linear
+wall-clock limit of ``--budget-minutes`` enforced by ``a2bis_mm.engine.hooks.BenchmarkHook``; the same short linear
 warm-up and then each model's own optimiser at its base learning rate. The hook also records
 training s/iter, inference images/s and peak memory inside those processes. Parameters and FLOPs
 are counted here on the first validation image. Finished entries are stored in
@@ -23,7 +23,6 @@ import os
 import os.path as osp
 import platform
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -32,11 +31,10 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import torch
-from mmdet.registry import DATASETS, HOOKS, MODELS
+from mmdet.registry import DATASETS, MODELS
 from mmengine.analysis import FlopAnalyzer
 from mmengine.config import Config, DictAction
 from mmengine.dataset import pseudo_collate
-from mmengine.hooks import Hook
 from mmengine.registry import DefaultScope, init_default_scope
 from mmengine.utils import import_modules_from_strings
 
@@ -49,88 +47,10 @@ METRIC_KEYS = {
     'mPQ': 'pq/mPQ',
     'bPQ': 'pq/bPQ',
 }
-# the train/test subprocesses import this file to register BenchmarkHook (repo root on PYTHONPATH)
-HOOK_MODULE = 'tools.benchmark'
 NEVER = 10**9  # an interval that is never reached: no validation/checkpoint during the budget
 # FLOPs convention: 2 x multiply-accumulates of these operators (mmengine's FlopAnalyzer counts
 # one MAC as one flop); normalisation, activations, resizing and post-processing are not counted.
 FLOP_OPERATORS = ('conv', 'linear', 'addmm', 'matmul', 'bmm', 'einsum')
-
-
-def peak_memory_mib() -> float:
-    """Peak memory of this process: CUDA ``max_memory_allocated`` on a GPU, else peak RSS."""
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-@HOOKS.register_module()
-class BenchmarkHook(Hook):
-    """Stops training after a wall-clock budget and records speed and memory of train and test.
-
-    Writes ``WORK_DIR/bench_train.json`` (iterations, median s/iter, peak memory) after training
-    and ``WORK_DIR/bench_test.json`` (metrics, images/s, peak memory) after testing.
-
-    Args:
-        max_minutes (float, optional): Training wall-clock budget, counted from the first
-            iteration (model building and data loading set-up excluded). None: no limit.
-        skip_iters (int): First iterations left out of the speed statistics (warm-up).
-    """
-
-    priority = 'NORMAL'  # before CheckpointHook (VERY_LOW), which then saves the last iteration
-
-    def __init__(self, max_minutes: Optional[float] = None, skip_iters: int = 2) -> None:
-        self.max_minutes = max_minutes
-        self.skip_iters = skip_iters
-        self._train_times: List[float] = []
-        self._test_times: List[float] = []
-        self._test_images = 0
-        self._start: Optional[float] = None
-        self._tic = 0.0
-
-    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        self._tic = time.perf_counter()
-        if self._start is None:
-            self._start = self._tic
-
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        toc = time.perf_counter()
-        self._train_times.append(toc - self._tic)
-        if self.max_minutes is not None and toc - self._start >= 60 * self.max_minutes:
-            # Make this the last iteration so that CheckpointHook(save_last) saves it.
-            runner.train_loop._max_iters = runner.iter + 1
-
-    def after_train(self, runner) -> None:
-        self._dump(runner, 'bench_train.json', dict(
-            iters=len(self._train_times),
-            train_s_per_iter=self._median(self._train_times),
-            train_minutes=sum(self._train_times) / 60,
-            train_peak_mem_mib=peak_memory_mib()))
-
-    def before_test_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        self._tic = time.perf_counter()
-
-    def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        self._test_times.append(time.perf_counter() - self._tic)
-        self._test_images += len(outputs)
-
-    def after_test_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
-        per_batch = self._median(self._test_times)
-        batch = self._test_images / max(1, len(self._test_times))
-        self._dump(runner, 'bench_test.json', dict(
-            metrics={k: float(v) for k, v in (metrics or {}).items()},
-            test_images=self._test_images,
-            infer_img_per_s=batch / per_batch if per_batch else None,
-            test_peak_mem_mib=peak_memory_mib()))
-
-    def _median(self, times: List[float]) -> Optional[float]:
-        kept = times[self.skip_iters:] if len(times) > self.skip_iters else times
-        return statistics.median(kept) if kept else None
-
-    @staticmethod
-    def _dump(runner, name: str, payload: dict) -> None:
-        with open(osp.join(runner.work_dir, name), 'w') as f:
-            json.dump(payload, f, indent=1)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -199,8 +119,6 @@ def benchmark_config(args: argparse.Namespace, config: str, work_dir: str) -> Co
     cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
         dict(type='BenchmarkHook', max_minutes=args.budget_minutes)
     ]
-    imports = list(cfg.get('custom_imports', {}).get('imports', []))
-    cfg.custom_imports = dict(imports=imports + [HOOK_MODULE], allow_failed_imports=False)
     cfg.randomness = dict(seed=args.seed)
     cfg.work_dir = work_dir
     if args.smoke:
@@ -213,7 +131,7 @@ def benchmark_config(args: argparse.Namespace, config: str, work_dir: str) -> Co
 
 def count_complexity(cfg: Config) -> Dict[str, float]:
     """Parameters (count, MB = float32 bytes / 2^20) and GFLOPs on the first validation image."""
-    imports = [m for m in cfg.custom_imports.imports if m != HOOK_MODULE]
+    imports = list(cfg.custom_imports.imports)
     import_modules_from_strings(imports, allow_failed_imports=False)
     if DefaultScope.get_current_instance() is None:
         init_default_scope(cfg.get('default_scope', 'mmdet'))
