@@ -164,6 +164,9 @@ def _write_atomic(data: bytes, path: str) -> None:
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; outputs get the usual mode
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
