@@ -71,7 +71,8 @@ def prepare(path: str, args: argparse.Namespace, iters: Optional[int]) -> Config
             set_resize(cfg.get(key), args.input_size)
     if iters is not None:
         cfg.train_cfg.max_iters = iters
-    cfg.train_cfg.val_interval = cfg.train_cfg.max_iters + 1  # evaluated here, afterwards
+    # no validation inside training (the loop would run one at the last step): done here after
+    cfg.train_cfg.val_begin = cfg.train_cfg.max_iters + 1
     cfg.default_hooks.checkpoint.update(interval=cfg.train_cfg.max_iters, max_keep_ckpts=1)
     cfg.default_hooks.visualization.draw = False
     cfg.randomness = dict(seed=args.seed)
