@@ -2,8 +2,8 @@
 
 Each config runs in its own subprocesses (``tools/train.py`` then ``tools/test.py``) from a copy of
 the config with the budget applied: an iteration loop of ``--budget-iters`` iterations, or a
-wall-clock limit of ``--budget-minutes`` enforced by ``a2bis_mm.engine.hooks.BenchmarkHook``; the same short linear
-warm-up and then each model's own optimiser at its base learning rate. The hook also records
+wall-clock limit of ``--budget-minutes`` enforced by ``a2bis_mm.engine.hooks.BenchmarkHook``; the
+same short linear warm-up and then each model's own optimiser at its base learning rate. The hook also records
 training s/iter, inference images/s and peak memory inside those processes. Parameters and FLOPs
 are counted here on the first validation image. Finished entries are stored in
 ``WORK_DIR/results.json`` and skipped on a rerun, so an interrupted benchmark resumes.
