@@ -69,7 +69,8 @@ if ! "$PY" -c "import mmcv, mmcv._ext; assert mmcv.__version__ == '2.1.0'" >/dev
         log "no prebuilt mmcv 2.1.0 wheel found: building it from source."
         log "THIS TAKES ABOUT 15 MINUTES ON 2 CORES (77 C++ files)."
         build="$(mktemp -d)"
-        "${PIP[@]}" download -q --no-deps --no-binary :all: mmcv==2.1.0 -d "$build"
+        # mmcv's setup.py imports torch even to read its metadata: no build isolation here either.
+        "${PIP[@]}" download -q --no-deps --no-build-isolation --no-binary :all: mmcv==2.1.0 -d "$build"
         tar -xzf "$build"/mmcv-2.1.0.tar.gz -C "$build"
         # torch >= 2.14 headers need C++20; mmcv 2.1.0 hard-codes C++17.
         sed -i 's/-std=c++17/-std=c++20/g' "$build/mmcv-2.1.0/setup.py"
