@@ -19,21 +19,14 @@ import cv2
 import numpy as np
 import torch
 from mmdet.structures.mask import BitmapMasks
-from mmengine.config import ConfigDict
+from mmengine.config import Config, ConfigDict
 
 from a2bis_mm.datasets.transforms import GenerateA2BTargets
 from a2bis_mm.models.dense_heads.a2b_postprocess import a2b_postprocess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CFG = dict(
-    score_thr=0.01,
-    nms=dict(type='nms_rotated', iou_threshold=0.25),
-    nms_pre=2000,
-    max_per_img=300,
-    box_grow=2.0,
-    mask_thr=0.5,
-    mask_postprocess=True,
-    skeleton_gate=None)
+# the post-processing settings every A2B-IS config inherits
+MODEL_BASE = REPO_ROOT / 'configs' / '_base_' / 'models' / 'a2bis_a2bnet-t.py'
 
 
 def load_label_maps(data_root: Path, dataset: str, name: str,
@@ -143,7 +136,8 @@ def main() -> None:
     skeleton, seg, rboxes = (maps[k].to(args.device) for k in ('skeleton', 'seg', 'rboxes'))
     size = tuple(inst.shape)
     img_meta = dict(img_shape=size, ori_shape=size, pad_shape=size, scale_factor=(1.0, 1.0))
-    cfg = ConfigDict(DEFAULT_CFG, mask_postprocess=not args.no_mask_postprocess)
+    cfg = ConfigDict(Config.fromfile(MODEL_BASE).model.test_cfg,
+                     mask_postprocess=not args.no_mask_postprocess)
 
     # wall time, and this process's CPU time, which a machine shared with other jobs inflates less
     times, cpu_times = [], []
