@@ -75,7 +75,8 @@ def measure(config: str, runs: int, warmup: int,
     dataset_cfg.indices = 1
     data = model.data_preprocessor(pseudo_collate([DATASETS.build(dataset_cfg)[0]]), False)
     for sample in data['data_samples']:
-        if 'scale_factor' not in sample:  # pipelines without Resize: the image is at its own size
+        # pipelines without Resize: the image is at its own size (mmdet's heads need the key)
+        if 'scale_factor' not in sample:
             sample.set_metainfo(dict(scale_factor=(1.0, 1.0)))
     timer = StageTimer()
     timer.wrap(model, 'extract_feat', 'backbone')

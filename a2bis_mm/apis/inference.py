@@ -64,7 +64,8 @@ def build_inference_pipeline(cfg: Config) -> Compose:
 
     The loader becomes ``LoadImageFromNDArray``, annotation loaders are dropped (there is no
     ground truth), and a ``Resize(scale_factor=1.0)`` is added when the pipeline has no resize,
-    because the post-processing maps results back through ``scale_factor``.
+    because mmdet's heads (baseline models run through this API too) need ``scale_factor`` to
+    map results back to the image.
     """
     steps = [copy.deepcopy(t) for t in get_test_pipeline_cfg(cfg)]
     steps = [steps[0]] + [t for t in steps[1:] if 'Annotations' not in t['type']]
