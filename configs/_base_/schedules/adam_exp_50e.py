@@ -8,7 +8,7 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='Adam', lr=1e-4, betas=(0.9, 0.999), eps=1e-7, weight_decay=0.))
 
-param_scheduler = [dict(type='ExponentialParamScheduler', gamma=0.97, by_epoch=True)]
+param_scheduler = [dict(type='ExponentialLR', gamma=0.97, by_epoch=True)]
 
 # base_batch_size documents the reference's batch; enable auto_scale_lr to rescale lr.
 auto_scale_lr = dict(enable=False, base_batch_size=2)
