@@ -63,10 +63,9 @@ def images_per_step(cfg: Config) -> Tuple[int, str]:
     batch_size = int(cfg.train_dataloader.batch_size)
     if 'Iter' in loop or not cfg.train_cfg.get('by_epoch', True):
         return batch_size, 'iter'
+    from mmdet.registry import DATASETS
     from mmengine.registry import init_default_scope
     from mmengine.utils import import_modules_from_strings
-
-    from mmdet.registry import DATASETS
     import_modules_from_strings(cfg.get('custom_imports', {}).get('imports', []))
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
