@@ -2,9 +2,10 @@
 for masks.
 
 The rotated-box AP replicates ``pycocotools.cocoeval`` (``evaluateImg`` + ``accumulate``) on
-rotated IoUs from ``mmcv.ops.box_iou_rotated``, because pycocotools only knows axis-aligned boxes
-and masks and mmrotate's ``eval_rbbox_map`` uses VOC matching (a detection whose best GT is taken
-is a FP) and VOC interpolation.
+exact rotated IoUs (``a2bis_mm.structures.rbox_iou.rbox_overlaps``; mmcv's ``box_iou_rotated`` errs
+on collinear edges), because pycocotools only knows axis-aligned boxes and masks and mmrotate's
+``eval_rbbox_map`` uses VOC matching (a detection whose best GT is taken is a FP) and VOC
+interpolation.
 """
 import contextlib
 import io
@@ -12,11 +13,12 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
-from mmcv.ops import box_iou_rotated
 from mmdet.evaluation.functional import average_precision
 from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+
+from ...structures.rbox_iou import rbox_overlaps
 
 __all__ = [
     'REC_THRS', 'match_single_image', 'accumulate_ap', 'match_rboxes_single', 'ap_from_matches',
@@ -132,11 +134,12 @@ def match_rboxes_single(pred_rboxes: np.ndarray,
     Returns:
         list[tuple]: per class, ``(scores, tp flags, number of GTs)``.
     """
-    pred_rboxes = np.asarray(pred_rboxes, dtype=np.float32).reshape(-1, 5)
-    gt_rboxes = np.asarray(gt_rboxes, dtype=np.float32).reshape(-1, 5)
+    pred_rboxes = np.asarray(pred_rboxes, dtype=np.float64).reshape(-1, 5)
+    gt_rboxes = np.asarray(gt_rboxes, dtype=np.float64).reshape(-1, 5)
     pred_labels, gt_labels = np.asarray(pred_labels), np.asarray(gt_labels)
     pred_scores = np.asarray(pred_scores)
-    ious = box_iou_rotated(torch.from_numpy(pred_rboxes), torch.from_numpy(gt_rboxes)).numpy()
+    # float64 boxes: the exact IoU then decides matches at the threshold without float32 rounding
+    ious = rbox_overlaps(torch.from_numpy(pred_rboxes), torch.from_numpy(gt_rboxes)).numpy()
     out = []
     for c in range(num_classes):
         p, g = pred_labels == c, gt_labels == c

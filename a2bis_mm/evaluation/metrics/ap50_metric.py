@@ -23,11 +23,11 @@ class InstanceAP50Metric(BaseMetric):
     """Mask AP and rotated-box AP at one IoU threshold (0.5), per class and mean.
 
     Mask AP is pycocotools' segm AP (``stats[1]`` for IoU 0.5). Rotated-box AP uses COCO's
-    greedy score-ordered matching (IoU >= thr, one match per GT) on ``mmcv.ops.box_iou_rotated``
-    and COCO's 101-point interpolation. Rotated boxes are taken from ``bboxes`` when they are
-    ``RotatedBoxes`` (or (n, 5) tensors) and otherwise (horizontal boxes of mmdet baselines, GT
-    loaded without rotated boxes) derived from the masks with ``masks_to_rboxes``. ``process``
-    keeps RLEs and the per-class box matches of each image only.
+    greedy score-ordered matching (IoU >= thr, one match per GT) on exact rotated IoUs
+    (``rbox_overlaps``) and COCO's 101-point interpolation. Rotated boxes are taken from
+    ``bboxes`` when they are ``RotatedBoxes`` (or (n, 5) tensors) and otherwise (horizontal
+    boxes of mmdet baselines, GT loaded without rotated boxes) derived from the masks with
+    ``masks_to_rboxes``. ``process`` keeps RLEs and the per-class box matches of each image only.
 
     Args:
         iou_thr (float): IoU threshold of a match.

@@ -2,7 +2,6 @@
 from typing import Dict, List, Tuple
 
 import torch
-from mmcv.ops import box_iou_rotated
 from mmdet.models.task_modules.prior_generators import MlvlPointGenerator
 from mmdet.registry import MODELS, TASK_UTILS
 from mmdet.structures import SampleList
@@ -13,6 +12,7 @@ from mmengine.model import BaseModule
 from mmengine.structures import InstanceData, PixelData
 from torch import Tensor
 
+from ...structures.rbox_iou import rbox_overlaps
 from ..seg_heads.utils import A2B_HEAD_INIT_CFG, a2b_branch
 from .a2b_postprocess import a2b_postprocess
 
@@ -125,7 +125,8 @@ class A2BRotatedHead(BaseModule):
         if len(gt_boxes) == 0 or len(inds) == 0:
             return inds[:0], gt_boxes.new_zeros((0, 5)), gt_boxes.new_zeros((0, ))
         if self.train_cfg.assign_mode == 'max_iou':
-            max_iou, gt_inds = box_iou_rotated(anchors[inds], gt_boxes).max(dim=1)
+            # exact IoU, only for the pairs whose axis-aligned boxes meet (the others are 0)
+            max_iou, gt_inds = rbox_overlaps(anchors[inds], gt_boxes).max(dim=1)
             keep = max_iou > 1e-6
         else:
             gt_inds = gt_skeleton.inst[0].to(anchors.device)[rows, cols]
@@ -135,7 +136,7 @@ class A2BRotatedHead(BaseModule):
             keep = gt_inds >= 0
         inds, gt_inds = inds[keep], gt_inds[keep]
         if self.train_cfg.use_anchor_weight:
-            gt_ious = box_iou_rotated(gt_boxes, gt_boxes)
+            gt_ious = rbox_overlaps(gt_boxes, gt_boxes)
             gt_ious[gt_ious > 0.99] = 0
             wh = gt_boxes[:, 2:4]
             gt_weights = wh.max(1).values / wh.min(1).values + gt_ious.max(1).values
