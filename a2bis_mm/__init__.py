@@ -10,6 +10,6 @@ from .utils import register_checkpoint_loader
 
 register_checkpoint_loader()
 
-from . import apis, datasets, engine, evaluation, models, structures  # noqa: E402,F401
+from . import apis, datasets, engine, evaluation, models, structures, visualization  # noqa: E402,F401
 
 __version__ = '0.1.0'

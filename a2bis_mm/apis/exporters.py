@@ -15,15 +15,11 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import shapely
 import torch
-from mmdet.structures import DetDataSample
-from mmengine.structures import InstanceData
-from mmrotate.structures import RotatedBoxes
-from mmrotate.visualization import RotLocalVisualizer
 
+from ..models.dense_heads.a2b_postprocess import rescale_rboxes
+from ..utils.progress import track
+from ..visualization.overlay import draw_instances
 from .tiling import CompactInstances, resample_crop
-
-OVERLAY_VISUALIZER = 'a2bis_inference_overlay'
-MAX_OVERLAY_MASK_BYTES = 1 << 26  # dense masks drawn per visualizer call (64 MiB)
 
 
 def crop_to_rle(crop: np.ndarray, offset, height: int, width: int) -> dict:
@@ -68,11 +64,18 @@ def crop_to_polygon(crop: np.ndarray, offset) -> shapely.Geometry:
     return shapely.orient_polygons(shapely.simplify(shapely.union_all(boxes), 0))
 
 
-def to_coco_dict(insts: CompactInstances, image_id: int = 1) -> dict:
-    """COCO instance JSON of one image (``images``, ``annotations`` with RLE, ``categories``)."""
+def to_coco_dict(insts: CompactInstances, image_id: int = 1, progress: bool = False) -> dict:
+    """COCO instance JSON of one image (``images``, ``annotations`` with RLE, ``categories``).
+
+    Args:
+        insts: The instances.
+        image_id: The image's id in the file.
+        progress: Show a progress bar over the instances.
+    """
     height, width = insts.img_shape
     annotations = []
-    for i, (off, crop) in enumerate(zip(insts.offsets, insts.crops)):
+    pairs = enumerate(zip(insts.offsets, insts.crops))
+    for i, (off, crop) in track(pairs, len(insts), 'coco', enable=progress):
         rows, cols = np.flatnonzero(crop.any(axis=1)), np.flatnonzero(crop.any(axis=0))
         annotations.append(dict(
             id=i + 1, image_id=image_id, category_id=int(insts.labels[i]) + 1,
@@ -88,10 +91,16 @@ def to_coco_dict(insts: CompactInstances, image_id: int = 1) -> dict:
         categories=[dict(id=k + 1, name=name) for k, name in enumerate(insts.classes)])
 
 
-def to_geojson_dict(insts: CompactInstances) -> dict:
-    """QuPath-importable GeoJSON: one ``detection`` Feature per instance, level-0 px geometry."""
+def to_geojson_dict(insts: CompactInstances, progress: bool = False) -> dict:
+    """QuPath-importable GeoJSON: one ``detection`` Feature per instance, level-0 px geometry.
+
+    Args:
+        insts: The instances.
+        progress: Show a progress bar over the instances.
+    """
     features = []
-    for i, (off, crop) in enumerate(zip(insts.offsets, insts.crops)):
+    pairs = enumerate(zip(insts.offsets, insts.crops))
+    for i, (off, crop) in track(pairs, len(insts), 'geojson', enable=progress):
         label = int(insts.labels[i])
         _, _, w, h, t = (float(v) for v in insts.bboxes[i])
         features.append(dict(
@@ -111,48 +120,54 @@ def to_geojson_dict(insts: CompactInstances) -> dict:
 
 
 def draw_overlay(img: np.ndarray, insts: CompactInstances, max_size: Optional[int] = 2048,
-                 score_thr: float = 0.0) -> np.ndarray:
-    """Draw masks, rotated boxes and class names with mmrotate's ``RotLocalVisualizer``.
+                 score_thr: float = 0.0, scale: Optional[float] = None, show_bboxes: bool = False,
+                 max_labels: int = 50, legend: bool = True, alpha: float = 0.4,
+                 progress: bool = False) -> np.ndarray:
+    """Draw the instances on their image with :func:`a2bis_mm.visualization.draw_instances`.
 
-    The image is first downscaled so that its longer side is at most ``max_size`` px; the
-    instances are drawn in chunks so that the dense masks the visualizer needs stay under
-    ``MAX_OVERLAY_MASK_BYTES``.
+    The image is resized once (downscaled so that its longer side is at most ``max_size`` px, or
+    by ``scale``) and each mask crop is mapped onto that grid; no full-image mask is ever built.
+    A mask that the downscale would erase keeps one pixel, so every instance stays visible.
 
     Args:
         img: The level-0 BGR image.
         insts: Its instances.
         max_size: Longest side of the overlay; None keeps the full size.
-        score_thr: Instances at or below are not drawn.
+        score_thr: Instances scored below are not drawn.
+        scale: Output px per level-0 px; overrides ``max_size`` (e.g. 3 to enlarge a crop).
+        show_bboxes: Draw the rotated boxes.
+        max_labels: Most instances that get a ``class: score`` label.
+        legend: Add the legend strip (class colours and counts) below the image.
+        alpha: Opacity of one mask fill.
+        progress: Show progress bars.
 
     Returns:
-        np.ndarray: The BGR overlay.
+        np.ndarray: The BGR overlay: the (resized) image in the top rows, the legend below.
     """
-    factor = 1.0 if max_size is None else min(1.0, max_size / max(img.shape[:2]))
-    if factor < 1:
-        size = (max(1, round(img.shape[1] * factor)), max(1, round(img.shape[0] * factor)))
-        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-    out_h, out_w = img.shape[:2]
-    scale = (insts.img_shape[1] / out_w, insts.img_shape[0] / out_h)
-    vis = RotLocalVisualizer.get_instance(OVERLAY_VISUALIZER)
-    vis.dataset_meta = dict(classes=insts.classes, palette=insts.palette)
-    drawn = np.ascontiguousarray(img[..., ::-1])
-    chunk = max(1, MAX_OVERLAY_MASK_BYTES // (out_h * out_w))
-    for start in range(0, len(insts), chunk):
-        part = insts.select(np.arange(start, min(start + chunk, len(insts))))
-        masks = np.zeros((len(part), out_h, out_w), dtype=bool)
-        for k, (off, crop) in enumerate(zip(part.offsets, part.crops)):
-            off, crop = resample_crop(crop, off, scale, (out_h, out_w))
-            masks[k, off[1]:off[1] + crop.shape[0], off[0]:off[0] + crop.shape[1]] = crop
-        boxes = part.bboxes.copy()
-        boxes[:, [0, 2]] /= scale[0]
-        boxes[:, [1, 3]] /= scale[1]
-        sample = DetDataSample()
-        sample.pred_instances = InstanceData(
-            bboxes=RotatedBoxes(torch.from_numpy(boxes).float()),
-            scores=torch.from_numpy(part.scores).float(), labels=torch.from_numpy(part.labels),
-            masks=torch.from_numpy(masks))
-        vis.add_datasample('overlay', drawn, sample, draw_gt=False, pred_score_thr=score_thr)
-        drawn = vis.get_image()
+    insts = insts.select(np.flatnonzero(insts.scores >= score_thr))
+    if scale is None:
+        scale = 1.0 if max_size is None else min(1.0, max_size / max(img.shape[:2]))
+    out_w, out_h = max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale))
+    if (out_h, out_w) != img.shape[:2]:
+        img = cv2.resize(img, (out_w, out_h),
+                         interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    offsets, crops, bboxes = insts.offsets, insts.crops, insts.bboxes
+    if (out_h, out_w) != tuple(insts.img_shape):
+        src_per_out = (insts.img_shape[1] / out_w, insts.img_shape[0] / out_h)
+        offsets, crops = np.zeros_like(insts.offsets), []
+        for i in track(range(len(insts)), len(insts), 'resize', enable=progress):
+            off, crop = resample_crop(insts.crops[i], insts.offsets[i], src_per_out, (out_h, out_w))
+            if not crop.size:  # smaller than an output pixel: keep the pixel of its centre
+                centre = insts.offsets[i] + np.array(insts.crops[i].shape[::-1]) / 2
+                off = np.minimum((centre / src_per_out).astype(np.int64), (out_w - 1, out_h - 1))
+                crop = np.ones((1, 1), dtype=bool)
+            offsets[i] = off
+            crops.append(crop)
+        bboxes = rescale_rboxes(torch.from_numpy(insts.bboxes), src_per_out).numpy()
+    drawn = draw_instances(
+        np.ascontiguousarray(img[..., ::-1]), offsets, crops, insts.labels, insts.classes,
+        insts.palette, scores=insts.scores, bboxes=bboxes, alpha=alpha, show_bboxes=show_bboxes,
+        max_labels=max_labels, legend=legend, progress=progress)
     return np.ascontiguousarray(drawn[..., ::-1])
 
 

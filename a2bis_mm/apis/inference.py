@@ -3,7 +3,7 @@ import copy
 import os
 import os.path as osp
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -14,14 +14,16 @@ from mmdet.evaluation import get_classes
 from mmdet.registry import DATASETS
 from mmdet.structures.bbox import get_box_tensor
 from mmdet.utils import get_test_pipeline_cfg
-from mmdet.visualization.palette import get_palette
 from mmengine.config import Config
 from mmengine.logging import print_log
-from tqdm import tqdm
+from mmrotate.structures.bbox import hbox2rbox
+from PIL import Image
 
 from ..datasets.transforms import LoadMicroscopyImage
 from ..datasets.utils import IMG_EXTENSIONS
 from ..models.dense_heads.a2b_postprocess import rescale_rboxes
+from ..utils.progress import track
+from ..visualization.overlay import microscopy_palette
 from .tiling import (
     CompactInstances,
     dedup_across_tiles,
@@ -81,14 +83,51 @@ def list_images(folder: Union[str, Path]) -> List[str]:
         osp.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMG_EXTENSIONS))
 
 
+def max_image_pixels() -> int:
+    """OpenCV's limit on decoded image pixels (``OPENCV_IO_MAX_IMAGE_PIXELS``, default 2**30)."""
+    try:
+        return int(os.environ.get('OPENCV_IO_MAX_IMAGE_PIXELS', 1 << 30))
+    except ValueError:
+        return 1 << 30
+
+
+def image_size(path: Union[str, Path]) -> Optional[Tuple[int, int]]:
+    """``(width, height)`` from the file's header without decoding it; None if PIL cannot tell."""
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # only the header is read: PIL's decompression-bomb guard is moot
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception:  # noqa: BLE001 - any unknown format: leave the verdict to the decoder
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+def check_image_size(path: Union[str, Path]) -> None:
+    """Refuse an image over OpenCV's pixel limit before it is decoded.
+
+    Raises:
+        ValueError: One line with the image's size, the limit and how to raise it.
+    """
+    size, limit = image_size(path), max_image_pixels()
+    if size is not None and size[0] * size[1] > limit:
+        raise ValueError(
+            f'image {path} has {size[0]}x{size[1]} = {size[0] * size[1]:,} px, over the limit of '
+            f'{limit:,} px (set OPENCV_IO_MAX_IMAGE_PIXELS before starting to raise it, or cut the '
+            f'slide into regions)')
+
+
 def read_image(path: Union[str, Path]) -> np.ndarray:
     """Read an image as 8-bit BGR with ``LoadMicroscopyImage`` (16-bit, grey, RGBA handled).
 
     Raises:
-        ValueError: The file cannot be read or decoded (one line naming the file).
+        ValueError: The file does not exist, is over OpenCV's pixel limit, or cannot be read or
+            decoded (one line naming the file).
     """
     if not osp.isfile(path):
         raise ValueError(f'image {path} does not exist')
+    check_image_size(path)
     results = LoadMicroscopyImage()(dict(img_path=str(path)))
     if results is None:
         raise ValueError(f'cannot read image {path}')
@@ -113,6 +152,8 @@ def _predict_tile(model: torch.nn.Module, img: np.ndarray, tile, score_thr: floa
     scores = pred.scores.cpu().numpy().astype(np.float64)
     # mmdet's add_pred_to_datasample turns RotatedBoxes into plain (n, 5) tensors
     bboxes = get_box_tensor(pred.bboxes).cpu().numpy().astype(np.float64)
+    if bboxes.shape[1] == 4:  # a baseline's (x1, y1, x2, y2): the same box as (cx, cy, w, h, 0)
+        bboxes = hbox2rbox(torch.from_numpy(bboxes)).numpy()
     bboxes[:, :2] += (tile.x0, tile.y0)
     keep = np.flatnonzero((scores >= score_thr) & in_core(bboxes[:, :2], tile, margin))
     masks = pred.masks[torch.from_numpy(keep)].cpu().numpy().astype(bool, copy=False)
@@ -123,10 +164,12 @@ def _predict_tile(model: torch.nn.Module, img: np.ndarray, tile, score_thr: floa
         pred.labels.cpu().numpy().astype(np.int64)[keep], offsets + (tile.x0, tile.y0), crops)
 
 
-def _to_level0(insts: CompactInstances, scale: tuple, shape: tuple) -> CompactInstances:
+def _to_level0(insts: CompactInstances, scale: tuple, shape: tuple,
+               progress: bool = False) -> CompactInstances:
     """Map instances from the rescaled image (``scale`` = its px per level-0 px) to level 0."""
     offsets, crops, keep = [], [], []
-    for i, (off, crop) in enumerate(zip(insts.offsets, insts.crops)):
+    pairs = enumerate(zip(insts.offsets, insts.crops))
+    for i, (off, crop) in track(pairs, len(insts), 'level 0', enable=progress):
         off, crop = resample_crop(crop, off, scale, shape)
         if crop.size:
             offsets.append(off)
@@ -152,16 +195,18 @@ def _inference_array(model: torch.nn.Module, img: np.ndarray, tile_size: Optiona
         margin = overlap / 8
     tiles = list(iter_tiles(img.shape[0], img.shape[1], tile_size, overlap))
     parts, tile_ids = [], []
-    for tile in tqdm(tiles, desc='tiles', leave=False, disable=not progress or len(tiles) == 1):
+    # the bar covers the network and the decoding of its maps into instances, tile by tile
+    for tile in track(tiles, len(tiles), 'tiles', enable=progress):
         # only the compact crops of each tile are kept: memory stays bounded on slides
         part = _predict_tile(model, img, tile, score_thr, margin)
         parts.append(part)
         tile_ids.append(np.full(len(part), tile.index))
     insts = CompactInstances.concatenate(parts, img.shape[:2])
-    insts = insts.select(dedup_across_tiles(insts, np.concatenate(tile_ids), tiles, dedup_iou))
+    insts = insts.select(
+        dedup_across_tiles(insts, np.concatenate(tile_ids), tiles, dedup_iou, progress))
     if img.shape[:2] != level0_shape:
         scale_xy = (img.shape[1] / level0_shape[1], img.shape[0] / level0_shape[0])
-        insts = _to_level0(insts, scale_xy, level0_shape)
+        insts = _to_level0(insts, scale_xy, level0_shape, progress)
     return insts
 
 
@@ -195,7 +240,7 @@ def inference_a2bis(model: torch.nn.Module,
         score_thr: Instances scored below are dropped.
         merge_margin: Growth of the tile cores in model-input px; None: ``overlap / 8``.
         dedup_iou: Mask IoU above which instances of two tiles are duplicates.
-        progress: Show a tile progress bar.
+        progress: Show progress bars (tiles, merge, mapping back to level 0).
 
     Returns:
         CompactInstances, or a list of them (one per readable image, by name) for a folder;
@@ -234,10 +279,9 @@ def inference_a2bis(model: torch.nn.Module,
 
 def _with_meta(model: torch.nn.Module, insts: CompactInstances,
                img_path: Optional[str]) -> CompactInstances:
-    """Attach the class names, a palette (mmdet's ``get_palette``) and the source path."""
+    """Attach the class names, the overlay palette (docs/inference.md) and the source path."""
     classes = tuple(model.dataset_meta['classes'])
     insts.classes = classes
-    insts.palette = [tuple(int(v) for v in c) for c in get_palette(
-        model.dataset_meta.get('palette', 'random'), len(classes))][:len(classes)]
+    insts.palette = microscopy_palette(len(classes))
     insts.img_path = img_path
     return insts

@@ -18,6 +18,11 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+from scipy import ndimage
+
+from ..structures.rbox import mask_to_rbox
+from ..utils.progress import track
+from ..visualization.overlay import microscopy_palette
 
 
 @dataclass
@@ -71,6 +76,23 @@ class CompactInstances:
         mask[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop
         return mask
 
+    def crop(self, x0: int, y0: int, x1: int, y1: int) -> 'CompactInstances':
+        """The instances inside the window ``[x0, x1) x [y0, y1)``, clipped to it, in its
+        coordinates; an instance with no mask pixel inside is left out."""
+        keep, offsets, crops = [], [], []
+        for i, ((ox, oy), crop) in enumerate(zip(self.offsets, self.crops)):
+            part = crop[max(0, y0 - oy):max(0, y1 - oy), max(0, x0 - ox):max(0, x1 - ox)]
+            if part.any():
+                keep.append(i)
+                offsets.append((max(ox, x0) - x0, max(oy, y0) - y0))
+                crops.append(part)
+        out = self.select(keep)
+        out.img_shape = (y1 - y0, x1 - x0)
+        out.offsets = np.array(offsets, dtype=np.int64).reshape(-1, 2)
+        out.crops = crops
+        out.bboxes[:, :2] -= (x0, y0)
+        return out
+
     @staticmethod
     def concatenate(parts: Sequence['CompactInstances'],
                     img_shape: Tuple[int, int]) -> 'CompactInstances':
@@ -82,6 +104,29 @@ class CompactInstances:
             np.concatenate([p.scores for p in parts]), np.concatenate([p.labels for p in parts]),
             np.concatenate([p.offsets for p in parts]), [c for p in parts for c in p.crops],
             parts[0].classes, parts[0].palette, parts[0].img_path)
+
+
+def instances_from_label_map(inst_map: np.ndarray, classes: Sequence[str] = ('nucleus', ),
+                              img_path: Optional[str] = None) -> CompactInstances:
+    """Instances of an instance-label map (0 = background, each other id one instance), class 0.
+
+    For drawing ground truth beside predictions (``tools/analysis_tools/compare_overlays.py``);
+    scores are 1, boxes the minimum-area rotated boxes of the masks.
+    """
+    offsets, crops, boxes = [], [], []
+    for inst_id, box in enumerate(ndimage.find_objects(inst_map), start=1):
+        if box is None:  # ids need not be contiguous
+            continue
+        crop = inst_map[box] == inst_id
+        offsets.append((box[1].start, box[0].start))
+        crops.append(crop)
+        cx, cy, w, h, t = mask_to_rbox(crop)
+        boxes.append((cx + box[1].start, cy + box[0].start, w, h, t))
+    n = len(crops)
+    return CompactInstances(
+        inst_map.shape[:2], np.array(boxes, dtype=np.float64).reshape(n, 5), np.ones(n),
+        np.zeros(n, dtype=np.int64), np.array(offsets, dtype=np.int64).reshape(n, 2), crops,
+        tuple(classes), microscopy_palette(len(classes)), img_path)
 
 
 def masks_to_crops(masks: np.ndarray) -> Tuple[np.ndarray, List[np.ndarray], np.ndarray]:
@@ -213,7 +258,7 @@ def crop_iou(off_a: np.ndarray, crop_a: np.ndarray, off_b: np.ndarray,
 
 
 def dedup_across_tiles(insts: CompactInstances, tile_ids: np.ndarray, tiles: Sequence[Tile],
-                       iou_thr: float) -> np.ndarray:
+                       iou_thr: float, progress: bool = False) -> np.ndarray:
     """Greedy, score-ordered removal of cross-tile duplicates (mask IoU > ``iou_thr``).
 
     Masks of tile ``i`` lie inside its window, so a duplicate pair of tiles ``i`` and ``j`` lies
@@ -225,6 +270,7 @@ def dedup_across_tiles(insts: CompactInstances, tile_ids: np.ndarray, tiles: Seq
         tile_ids: ``(n,)`` index into ``tiles`` of the tile each instance comes from.
         tiles: the tiles.
         iou_thr: mask IoU above which two instances are duplicates.
+        progress: Show a progress bar over the pairs of overlapping tiles.
 
     Returns:
         np.ndarray: indices of the kept instances, by descending score.
@@ -247,7 +293,8 @@ def dedup_across_tiles(insts: CompactInstances, tile_ids: np.ndarray, tiles: Seq
     members = [np.flatnonzero(tile_ids == t.index) for t in tiles]
     # conflicts[i]: higher-ranked instances of other tiles that duplicate i
     conflicts: List[List[int]] = [[] for _ in range(n)]
-    for ti, tj in zip(*np.nonzero(np.triu(intersects(win, win), k=1))):
+    pairs = np.argwhere(np.triu(intersects(win, win), k=1))
+    for ti, tj in track(pairs, len(pairs), 'merge', enable=progress):
         a = members[ti][intersects(box[members[ti]], win[tj:tj + 1])[:, 0]]
         b = members[tj][intersects(box[members[tj]], win[ti:ti + 1])[:, 0]]
         for ia, ib in zip(*np.nonzero(intersects(box[a], box[b]))):

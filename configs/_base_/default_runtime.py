@@ -19,8 +19,9 @@ env_cfg = dict(
 )
 
 vis_backends = [dict(type='LocalVisBackend')]
-# mmrotate's visualizer draws RotatedBoxes as well as masks.
-visualizer = dict(type='mmrotate.RotLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+# The overlays of tools/infer.py (docs/inference.md): masks with contours at the image's own size, a legend;
+# show_bboxes=True adds the (rotated) boxes.
+visualizer = dict(type='A2BISLocalVisualizer', vis_backends=vis_backends, name='visualizer')
 log_processor = dict(type='LogProcessor', window_size=10, by_epoch=True)
 
 log_level = 'INFO'
