@@ -59,7 +59,7 @@ def build_items(data_root: str, indices, test_mode: bool) -> list:
                 dict(type='PackA2BInputs',
                      meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))]
     else:
-        tail = [dict(type='GenerateA2BTargets', num_classes=1, stride=2),
+        tail = [dict(type='GenerateA2BTargets', stride=2),
                 dict(type='JetColormap'), dict(type='PackA2BInputs')]
     dataset = DATASETS.build(
         dict(type='LabelMeDataset', data_root=folder, data_prefix=dict(img='train/'),
@@ -89,7 +89,7 @@ def main() -> int:
     torch.manual_seed(args.seed)
 
     cfg = Config.fromfile(osp.join(REPO, MODEL_CONFIGS[args.model]))
-    cfg.model.seg_head.num_classes = cfg.model.bbox_head.num_classes = 1
+    cfg.model.mask_head.num_classes = 1
     model = MODELS.build(cfg.model)
     model.init_weights()
     train_items = build_items(args.data_root, args.images, test_mode=False)

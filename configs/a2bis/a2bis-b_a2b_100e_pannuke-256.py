@@ -2,6 +2,4 @@
 _base_ = './a2bis-t_a2b_100e_pannuke-256.py'
 model = dict(
     backbone=dict(arch='B'),
-    skeleton_head=dict(in_channels=512),
-    seg_head=dict(in_channels=512),
-    bbox_head=dict(in_channels=512))
+    mask_head=dict(in_channels=512))

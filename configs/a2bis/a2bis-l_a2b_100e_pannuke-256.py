@@ -2,6 +2,4 @@
 _base_ = './a2bis-t_a2b_100e_pannuke-256.py'
 model = dict(
     backbone=dict(arch='L'),
-    skeleton_head=dict(in_channels=768),
-    seg_head=dict(in_channels=768),
-    bbox_head=dict(in_channels=768))
+    mask_head=dict(in_channels=768))

@@ -7,6 +7,5 @@ _base_ = [
 ]
 model = dict(
     data_preprocessor=dict(mean=[0., 0., 0.], std=[1., 1., 1.], bgr_to_rgb=False),
-    seg_head=dict(num_classes={{_base_.num_classes}}),
-    bbox_head=dict(num_classes={{_base_.num_classes}}))
+    mask_head=dict(num_classes={{_base_.num_classes}}))
 train_cfg = dict(max_epochs=100, val_interval=10)

@@ -6,9 +6,7 @@ _base_ = [
 ]
 model = dict(
     backbone=dict(_delete_=True, type='A2BNet', arch=dict(channels=[8, 16, 16, 32], num_asa=[1, 1, 1, 1])),
-    skeleton_head=dict(in_channels=32, feat_channels=32),
-    seg_head=dict(in_channels=32, num_classes={{_base_.num_classes}}, feat_channels=32),
-    bbox_head=dict(in_channels=32, num_classes={{_base_.num_classes}}, feat_channels=32))
+    mask_head=dict(num_classes={{_base_.num_classes}}, in_channels=32, feat_channels=32))
 
 max_iters = 300
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,

@@ -10,8 +10,7 @@ num_classes = {{_base_.num_classes}}
 
 detector = _base_.model
 detector.data_preprocessor.update(mean=[0., 0., 0.], std=[1., 1., 1.], bgr_to_rgb=False)
-detector.seg_head.num_classes = num_classes
-detector.bbox_head.num_classes = num_classes
+detector.mask_head.num_classes = num_classes
 
 model = dict(
     _delete_=True,

@@ -5,6 +5,7 @@ _base_ = [
     '../_base_/schedules/adam_exp_50e.py', '../_base_/default_runtime.py'
 ]
 detector = _base_.model
+detector.mask_head.num_classes = {{_base_.num_classes}}
 
 model = dict(
     _delete_=True,

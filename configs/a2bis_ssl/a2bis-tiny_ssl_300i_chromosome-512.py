@@ -8,9 +8,7 @@ model = dict(
         backbone=dict(
             _delete_=True, type='A2BNet',
             arch=dict(channels=[8, 16, 16, 32], num_asa=[1, 1, 1, 1])),
-        skeleton_head=dict(in_channels=32, feat_channels=32),
-        seg_head=dict(in_channels=32, feat_channels=32),
-        bbox_head=dict(in_channels=32, feat_channels=32)))
+        mask_head=dict(in_channels=32, feat_channels=32)))
 
 max_iters = 300
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)

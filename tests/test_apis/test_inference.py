@@ -23,8 +23,7 @@ def _config(repo_root) -> Config:
     so that a whole image and its tiles keep the same candidates, and weak candidates are dropped
     before the NMS so that suppression chains stay short."""
     cfg = Config.fromfile(str(repo_root / TINY_CONFIG))
-    cfg.model.seg_head.num_classes = 1
-    cfg.model.bbox_head.num_classes = 1
+    cfg.model.mask_head.num_classes = 1
     cfg.model.test_cfg.update(nms_pre=0, max_per_img=0, score_thr=0.3)
     cfg.test_dataloader.dataset.metainfo = dict(classes=('nucleus', ))
     return cfg
@@ -39,8 +38,8 @@ def model(repo_root):
     """
     torch.manual_seed(0)
     model = init_a2bis_model(_config(repo_root), None, device='cpu')
-    for head in (model.skeleton_head, model.seg_head):
-        torch.nn.init.normal_(head.conv_out.weight, std=0.3)
+    for branch in (model.mask_head.skeleton_branch, model.mask_head.seg_branch):
+        torch.nn.init.normal_(branch.conv_out.weight, std=0.3)
     return model
 
 

@@ -23,7 +23,7 @@ def _sample(rng: np.random.Generator) -> dict:
     results = dict(img=rng.integers(0, 255, (H, W, 3), dtype=np.uint8), img_shape=(H, W),
                    gt_masks=bitmaps, gt_bboxes_labels=np.array([0, 0]),
                    gt_bboxes=masks_to_rboxes(bitmaps))
-    return GenerateA2BTargets(num_classes=1)(results)
+    return GenerateA2BTargets()(results)
 
 
 def _corners(boxes: RotatedBoxes) -> np.ndarray:
@@ -77,8 +77,8 @@ def test_boxes_follow_the_rotated_masks(k):
     assert isinstance(hboxes, HorizontalBoxes)
     torch.testing.assert_close(hboxes.tensor, rotated['gt_masks'].get_bboxes('hbox').tensor)
     # Targets generated after the rotation equal the rotated targets (exact permutation).
-    again = GenerateA2BTargets(num_classes=1)(dict(gt_masks=rotated['gt_masks'],
-                                                   gt_bboxes_labels=np.array([0, 0])))
+    again = GenerateA2BTargets()(dict(gt_masks=rotated['gt_masks'],
+                                      gt_bboxes_labels=np.array([0, 0])))
     np.testing.assert_array_equal(again['gt_seg_map'], rotated['gt_seg_map'])
 
 

@@ -45,8 +45,7 @@ def data_root(tmp_path_factory):
 def make_cfg(repo_root, data_root, work_dir, max_iters) -> Config:
     cfg = Config.fromfile(str(repo_root / TINY))
     num_classes = len(CLASSES)
-    cfg.model.detector.seg_head.num_classes = num_classes
-    cfg.model.detector.bbox_head.num_classes = num_classes
+    cfg.model.detector.mask_head.num_classes = num_classes
     sup, unsup = cfg.train_dataloader.dataset.datasets
     sup.update(type='CocoDataset', data_root=str(data_root), ann_file='train.json',
                data_prefix=dict(img='images/'), metainfo=dict(classes=CLASSES))

@@ -45,7 +45,7 @@ def _packed(with_objects: bool, seed: int = 0) -> dict:
                    gt_masks=BitmapMasks(masks, SIZE, SIZE),
                    gt_bboxes_labels=np.arange(len(masks), dtype=np.int64) % 3,
                    gt_ignore_flags=np.zeros(len(masks), bool))
-    results = GenerateA2BTargets(num_classes=3, stride=2)(results)
+    results = GenerateA2BTargets(stride=2)(results)
     return PackA2BInputs(meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                                     'scale_factor'))(results)
 
@@ -74,7 +74,7 @@ def test_pannuke_configs_match_spec_parameter_totals(arch, expected):
 def test_b_with_26_classes_matches_spec_total():
     """Spec §1.6: A2B-IS-B with C = 26 (24 chromosome classes) has 23,015,040 parameters."""
     cfg = Config.fromfile(str(CONFIGS / 'a2bis-b_a2b_100e_chromosome-512.py')).model
-    cfg.seg_head.num_classes = cfg.bbox_head.num_classes = 24
+    cfg.mask_head.num_classes = 24
     model = MODELS.build(cfg)
     assert sum(p.numel() for p in model.parameters()) == 23015040
 
@@ -113,8 +113,10 @@ def test_gradients_reach_every_parameter():
     # the zero-initialised output convs block gradients to the layers below on the very first
     # step only; give them small weights, as after one optimiser step
     gen = torch.Generator().manual_seed(0)
-    for head in (model.skeleton_head, model.seg_head, model.bbox_head):
-        head.conv_out.weight.data = torch.randn(head.conv_out.weight.shape, generator=gen) * 1e-2
+    head = model.mask_head
+    for branch in (head.skeleton_branch, head.seg_branch, head.bbox_branch):
+        branch.conv_out.weight.data = torch.randn(branch.conv_out.weight.shape,
+                                                  generator=gen) * 1e-2
     data = _batch(model, True)
     losses = model(**data, mode='loss')
     sum(losses.values()).backward()
@@ -124,7 +126,7 @@ def test_gradients_reach_every_parameter():
     # the skeleton map enters seg/box heads with gradient: the box loss alone reaches it
     model.zero_grad()
     model(**data, mode='loss')['loss_bbox'].backward()
-    assert model.skeleton_head.conv_out.weight.grad.abs().sum() > 0
+    assert model.mask_head.skeleton_branch.conv_out.weight.grad.abs().sum() > 0
 
 
 def test_predict_blank_image_returns_no_instances():
@@ -145,11 +147,11 @@ def test_predict_returns_instances_at_original_size():
     packed['data_samples'].set_metainfo(dict(ori_shape=(2 * SIZE, 2 * SIZE),
                                              scale_factor=(0.5, 0.5)))
     data = model.data_preprocessor(pseudo_collate([packed]), False)
-    maps = model.forward_maps(data['inputs'])
-    fg = torch.zeros_like(maps['seg'])
-    fg[:, 2] = 1  # foreground class 1 everywhere; skeleton 0.5 from the zero-init head
-    results = model.bbox_head.predict_by_feat(
-        maps['bbox'], fg, maps['skeleton'], [data['data_samples'][0].metainfo], rescale=True)
+    skeleton_logits, seg_logits, bbox_preds = model(data['inputs'], mode='tensor')
+    fg = torch.full_like(seg_logits, -100.)
+    fg[:, 2] = 100.  # foreground class 1 everywhere; skeleton 0.5 from the zero-init head
+    results = model.mask_head.predict_by_feat(
+        skeleton_logits, fg, bbox_preds, [data['data_samples'][0].metainfo], rescale=True)
     pred = results[0]
     assert len(pred) >= 1 and pred.labels.eq(1).all()
     assert pred.masks.shape[1:] == (2 * SIZE, 2 * SIZE)

@@ -135,7 +135,7 @@ def test_teacher_gets_no_gradient_and_loss_runs(tiny_cfg):
     assert losses['loss_mse'].item() == 0
     # move the student away from the teacher: the loss becomes positive and only it gets grads
     with torch.no_grad():
-        for p in model.student.bbox_head.parameters():
+        for p in model.student.mask_head.bbox_branch.parameters():
             p.add_(0.05)
     loss = model.loss_unsup(x_t, x_s)['loss_mse']
     assert loss.item() > 0
@@ -178,7 +178,7 @@ def test_variants(tiny_cfg):
     b = cps.teacher.backbone.state_dict()
     assert any(not torch.equal(a[k], b[k]) for k in a)  # differently initialised
     with torch.no_grad():
-        for p in cps.teacher.bbox_head.conv_out.parameters():
+        for p in cps.teacher.mask_head.bbox_branch.conv_out.parameters():
             p.add_(0.1)
     out = cps.loss_unsup(x_t, x_s)
     assert set(out) == {'loss_mse', 'loss_mse_peer'}

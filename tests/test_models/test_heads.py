@@ -1,4 +1,4 @@
-"""A2B-IS heads: losses against the spec formulas, padding, anchors, decoding and assignment."""
+"""A2BISHead: losses against the formulas of docs/model.md, padding, anchors, decoding, assignment."""
 import math
 
 import pytest
@@ -11,19 +11,48 @@ from mmengine.structures import InstanceData, PixelData
 from mmrotate.structures import RotatedBoxes
 
 import a2bis_mm  # noqa: F401  registers the heads
+from a2bis_mm.structures.a2b_targets import OVERLAP_SENTINEL
+
+NUM_CLASSES = 2
 
 
-def _sample(sem: torch.Tensor, heat: torch.Tensor, boxes=(), inst=None) -> DetDataSample:
-    """A data sample with (h, w) class map / heatmap, GT boxes and the owner map."""
+def _head(**kwargs):
+    """A small A2BISHead: 3 feature channels, 2 classes (4 seg channels), 8 hidden channels."""
+    cfg = dict(type='A2BISHead', num_classes=NUM_CLASSES, in_channels=3, feat_channels=8)
+    cfg.update(kwargs)
+    return MODELS.build(cfg)
+
+
+def _sample(sem: torch.Tensor, heat: torch.Tensor, boxes=(), inst=None,
+            num_classes: int = NUM_CLASSES) -> DetDataSample:
+    """A data sample with (h, w) class map (overlap = num_classes + 1) / heatmap, GT boxes and
+    the owner map, packed as the pipeline packs them (overlap written as the sentinel)."""
     sample = DetDataSample(metainfo=dict(img_shape=(2 * sem.shape[0], 2 * sem.shape[1])))
     sample.gt_instances = InstanceData(
         bboxes=RotatedBoxes(torch.tensor(boxes, dtype=torch.float32).view(-1, 5)),
         labels=torch.zeros(len(boxes), dtype=torch.long))
-    sample.gt_sem_seg = PixelData(sem_seg=sem[None].to(torch.uint8))
+    packed = sem.clone().long()
+    packed[packed == num_classes + 1] = OVERLAP_SENTINEL
+    sample.gt_sem_seg = PixelData(sem_seg=packed[None].to(torch.uint8))
     if inst is None:
         inst = torch.full(sem.shape, -1, dtype=torch.long)
-    sample.gt_skeleton = PixelData(heatmap=heat[None].float(), inst=inst[None])
+    sample.gt_skeleton = PixelData(metainfo=dict(stride=2), heatmap=heat[None].float(),
+                                   inst=inst[None])
     return sample
+
+
+def _losses(head, samples, skeleton=None, seg=None, bbox=None, size=None):
+    """``head.loss_by_feat`` with zero maps where none are given."""
+    given = next(t for t in (skeleton, seg, bbox) if t is not None)
+    b, h, w = given.shape[0], *(size or given.shape[-2:])
+    skeleton = torch.zeros(b, 1, h, w) if skeleton is None else skeleton
+    seg = torch.zeros(b, head.num_classes + 2, h, w) if seg is None else seg
+    bbox = torch.zeros(b, 5, h, w) if bbox is None else bbox
+    return head.loss_by_feat(
+        skeleton, seg, bbox, batch_gt_instances=[s.gt_instances for s in samples],
+        batch_gt_sem_seg=[s.gt_sem_seg for s in samples],
+        batch_gt_skeleton=[s.gt_skeleton for s in samples],
+        batch_img_metas=[s.metainfo for s in samples])
 
 
 def _random_maps(gen, h=6, w=6, num_classes=2):
@@ -33,14 +62,23 @@ def _random_maps(gen, h=6, w=6, num_classes=2):
     return sem, heat
 
 
-def test_skeleton_head_shapes_init_and_spec_loss():
-    head = MODELS.build(dict(type='A2BSkeletonHead', in_channels=4, feat_channels=8))
+def test_head_shapes_and_init():
+    head = _head()
     head.init_weights()
-    x = torch.randn(2, 4, 8, 8)
-    logits = head(x)
-    assert logits.shape == (2, 1, 8, 8)
-    assert torch.equal(logits, torch.zeros_like(logits))  # zero-init, bias-free output conv
-    assert head.conv_out.bias is None
+    skeleton, seg, bbox = head((torch.randn(2, 3, 8, 8), ))
+    assert skeleton.shape == (2, 1, 8, 8) and seg.shape == (2, 4, 8, 8)
+    assert bbox.shape == (2, 5, 8, 8)
+    for out in (skeleton, seg, bbox):  # zero-init, bias-free output convs
+        assert torch.equal(out, torch.zeros_like(out))
+    for branch in (head.skeleton_branch, head.seg_branch, head.bbox_branch):
+        assert branch.conv_out.bias is None
+    assert head.seg_branch.convs[0].in_channels == 4  # features + skeleton map
+    with pytest.raises(ValueError, match='num_classes is not set'):
+        _head(num_classes=None)
+
+
+def test_skeleton_loss_matches_formula():
+    head = _head()
 
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 1, 8, 8, generator=gen)
@@ -52,32 +90,25 @@ def test_skeleton_head_shapes_init_and_spec_loss():
     pos = y == 1
     spec = -(((1 - p) ** 2 * torch.log(p))[pos].sum()
              + ((1 - y) ** 4 * p ** 2 * torch.log(1 - p))[~pos].sum()) / pos.sum()
-    loss = head.loss(logits, samples)['loss_skeleton']
+    loss = _losses(head, samples, skeleton=logits)['loss_skeleton']
     assert loss.item() == pytest.approx(spec.item(), rel=1e-5)
 
     # no skeleton pixel at all: only negative terms, normalised by 1, finite
     empty = [_sample(torch.zeros(6, 6), torch.zeros(6, 6))]
-    loss = head.loss(logits[:1], empty)['loss_skeleton']
+    loss = _losses(head, empty, skeleton=logits[:1])['loss_skeleton']
     assert torch.isfinite(loss) and loss.item() == pytest.approx(
         -(p[0] ** 2 * torch.log(1 - p[0])).sum().item(), rel=1e-5)
 
 
-def _seg_head(**kwargs):
-    return MODELS.build(dict(type='A2BSegHead', in_channels=3, num_classes=2, feat_channels=8,
-                             **kwargs))
-
-
-def test_seg_head_ce_and_dice_match_spec():
-    head = _seg_head()
-    x = torch.randn(1, 4, 6, 6)  # in_channels + 1 skeleton channel
-    assert head(x).shape == (1, 4, 6, 6) and head.conv_out.bias is None
-
+def test_ce_and_dice_match_formula():
+    head = _head()
     gen = torch.Generator().manual_seed(1)
     logits = torch.randn(2, 4, 6, 6, generator=gen)
     samples = [_sample(*_random_maps(gen)) for _ in range(2)]
-    labels = torch.stack([s.gt_sem_seg.sem_seg[0].long() for s in samples])
+    labels = torch.stack([head.class_map(s.gt_sem_seg) for s in samples])
+    assert labels.max() == NUM_CLASSES + 1  # the sentinel became the overlap channel
     y = torch.stack([s.gt_skeleton.heatmap[0] for s in samples])
-    losses = head.loss(logits, samples)
+    losses = _losses(head, samples, seg=logits)
 
     ce = F.cross_entropy(logits, labels)
     assert losses['loss_ce'].item() == pytest.approx(2.0 * (1 + y.mean().item()) * ce.item(),
@@ -88,41 +119,43 @@ def test_seg_head_ce_and_dice_match_spec():
     dice = (2 * (g * p).sum((0, 2, 3)) + 1e-5) / (g.sum((0, 2, 3)) + p.sum((0, 2, 3)) + 1e-5)
     assert losses['loss_dice'].item() == pytest.approx(4.0 * (1 - dice.mean().item()), rel=1e-5)
 
-    pixel = _seg_head(ce_pixel_skeleton_weight=True).loss(logits, samples)['loss_ce']
+    pixel = _losses(_head(ce_pixel_skeleton_weight=True), samples, seg=logits)['loss_ce']
     ce_map = F.cross_entropy(logits, labels, reduction='none')
     assert pixel.item() == pytest.approx(2.0 * (ce_map * (1 + y)).mean().item(), rel=1e-5)
 
-    log_cosh = _seg_head(dice_log_cosh=True).loss(logits, samples)['loss_dice']
+    log_cosh = _losses(_head(dice_log_cosh=True), samples, seg=logits)['loss_dice']
     expected = 4.0 * math.log(math.cosh(1 - dice.mean().item()))
     assert log_cosh.item() == pytest.approx(expected, rel=1e-4)
 
 
-def test_seg_head_ignores_padding_and_rejects_bad_labels():
-    head = _seg_head()
+def test_seg_loss_ignores_padding_and_rejects_bad_labels():
+    head = _head()
     gen = torch.Generator().manual_seed(2)
     logits = torch.randn(2, 4, 8, 9, generator=gen)
     samples = [_sample(*_random_maps(gen)) for _ in range(2)]
-    padded = head.loss(logits, samples)
-    cropped = head.loss(logits[..., :6, :6], samples)
+    padded = _losses(head, samples, seg=logits)
+    cropped = _losses(head, samples, seg=logits[..., :6, :6])
     for key in ('loss_ce', 'loss_dice'):
         assert padded[key].item() == pytest.approx(cropped[key].item(), rel=1e-6)
 
-    bad = _sample(torch.full((6, 6), 4), torch.zeros(6, 6))
-    with pytest.raises(ValueError, match='overlap label 3'):
-        head.loss(logits[:1], [bad])
+    # label 3 = class index 2 of a 3-class data set: more classes than the head has
+    bad = _sample(torch.full((6, 6), 3), torch.zeros(6, 6), num_classes=3)
+    with pytest.raises(ValueError, match='label 3 > num_classes=2'):
+        _losses(head, [bad], seg=logits[:1])
     with pytest.raises(ValueError, match='larger than the prediction'):
-        head.loss(logits[:1, :, :4, :4], samples[:1])
+        _losses(head, samples[:1], seg=logits[:1, :, :4, :4])
+    other_stride = _sample(*_random_maps(gen))
+    other_stride.gt_skeleton.set_metainfo(dict(stride=4))
+    with pytest.raises(ValueError, match='generated at stride 4'):
+        _losses(head, [other_stride], seg=logits[:1])
 
 
 def _rot_head(**train_cfg):
-    return MODELS.build(
-        dict(type='A2BRotatedHead', in_channels=3, num_classes=2, feat_channels=8,
-             train_cfg=train_cfg or None))
+    return _head(train_cfg=train_cfg or None)
 
 
-def test_rotated_head_anchors_and_decoding():
+def test_anchors_and_decoding():
     head = _rot_head()
-    assert head(torch.randn(1, 4, 5, 5)).abs().sum() == 0  # zero-init: boxes == anchors
     anchors = head.get_anchors((2, 3), torch.device('cpu'))
     expected = torch.tensor([[0., 0.], [2., 0.], [4., 0.], [0., 2.], [2., 2.], [4., 2.]])
     assert torch.equal(anchors[:, :2], expected)  # (s*c, s*r), row-major
@@ -156,37 +189,40 @@ def _two_box_case():
     return _sample(sem, heat, boxes, inst)
 
 
-def test_rotated_head_max_iou_assignment_and_weights():
+def _bbox_targets(head, sample, anchors):
+    return head._get_bbox_targets_single(anchors, sample.gt_instances,
+                                         head.class_map(sample.gt_sem_seg), sample.gt_skeleton,
+                                         (16, 16))
+
+
+def test_max_iou_assignment_and_weights():
     head = _rot_head()
     sample = _two_box_case()
     anchors = head.get_anchors((16, 16), torch.device('cpu'))
-    inds, gt, weights = head._get_targets_single(
-        anchors, sample.gt_instances, sample.gt_sem_seg, sample.gt_skeleton, (16, 16))
+    inds, gt, weights = _bbox_targets(head, sample, anchors)
     assert inds.tolist() == [10 * 16 + 10, 10 * 16 + 14]
     # the smaller enclosing box B wins at (20, 20): IoU 9/60 > 9/900
     assert gt.tolist() == [[20., 20., 10., 6., 0.], [20., 20., 30., 30., 0.]]
     iou_ab = 60 / 900
     torch.testing.assert_close(weights, torch.tensor([10 / 6 + iou_ab, 1 + iou_ab]))
 
-    unweighted = _rot_head(use_anchor_weight=False)._get_targets_single(
-        anchors, sample.gt_instances, sample.gt_sem_seg, sample.gt_skeleton, (16, 16))[2]
+    unweighted = _bbox_targets(_rot_head(use_anchor_weight=False), sample, anchors)[2]
     assert torch.equal(unweighted, torch.ones(2))
 
     # the loss is the weighted mean of the KLD terms of the decoded (here: anchor) boxes
     preds = torch.zeros(1, 5, 16, 16, requires_grad=True)
-    loss = head.loss(preds, [sample])['loss_bbox']
+    loss = _losses(head, [sample], bbox=preds)['loss_bbox']
     per_anchor = MODELS.build(dict(type='A2BKLDLoss', reduction='none'))(anchors[inds], gt)
     assert loss.item() == pytest.approx(2.0 * (weights * per_anchor).mean().item(), rel=1e-6)
     loss.backward()
     assert preds.grad[0, :, 10, 10].abs().sum() > 0 and preds.grad[0, :, 1, 1].abs().sum() == 0
 
 
-def test_rotated_head_instance_assignment():
+def test_instance_assignment():
     head = _rot_head(assign_mode='instance')
     sample = _two_box_case()
     anchors = head.get_anchors((16, 16), torch.device('cpu'))
-    inds, gt, _ = head._get_targets_single(
-        anchors, sample.gt_instances, sample.gt_sem_seg, sample.gt_skeleton, (16, 16))
+    inds, gt, _ = _bbox_targets(head, sample, anchors)
     # owner map decides: A for both selected pixels, B for the one outside both boxes
     assert inds.tolist() == [1 * 16 + 1, 10 * 16 + 10, 10 * 16 + 14]
     assert gt[:, 2].tolist() == [10., 30., 30.]
@@ -196,42 +232,41 @@ def test_rotated_head_instance_assignment():
         _rot_head(anchor_threshold=0.2)
 
 
-def test_rotated_head_empty_gt_and_bad_targets():
+def test_box_loss_empty_gt_and_bad_targets():
     head = _rot_head()
     preds = torch.randn(2, 5, 16, 16, requires_grad=True)
     empty = _sample(torch.zeros(16, 16), torch.zeros(16, 16))
     no_anchor = _two_box_case()
     no_anchor.gt_skeleton.heatmap.zero_()
-    loss = head.loss(preds, [empty, no_anchor])['loss_bbox']
+    loss = _losses(head, [empty, no_anchor], bbox=preds)['loss_bbox']
     assert loss.item() == 0
     loss.backward()
     assert torch.equal(preds.grad, torch.zeros_like(preds))
-    with pytest.raises(ValueError, match='must be equal and fit the feature map'):
-        head.loss(preds[:1, :, :8, :8], [no_anchor])
+    with pytest.raises(ValueError, match='larger than the prediction'):
+        _losses(head, [no_anchor], bbox=preds[:1, :, :8, :8])
 
 
-def test_rotated_head_predict_by_feat_blank():
-    head = _rot_head()
+def test_predict_by_feat_blank():
     cfg = ConfigDict(score_thr=0.01, nms=dict(type='nms_rotated', iou_threshold=0.25),
                      nms_pre=2000, max_per_img=300, box_grow=2.0, mask_thr=0.5,
                      mask_postprocess=True, skeleton_gate=None)
-    seg = torch.zeros(1, 4, 8, 8)
-    seg[:, 0] = 1  # all background
+    head = _head(test_cfg=cfg)
+    seg = torch.full((1, 4, 8, 8), -100.)
+    seg[:, 0] = 100.  # all background
     meta = dict(img_shape=(16, 16), ori_shape=(16, 16), scale_factor=(1., 1.))
-    results = head.predict_by_feat(torch.zeros(1, 5, 8, 8), seg, torch.full((1, 1, 8, 8), 0.5),
-                                   [meta], cfg=cfg, rescale=True)
+    results = head.predict_by_feat(torch.zeros(1, 1, 8, 8), seg, torch.zeros(1, 5, 8, 8),
+                                   batch_img_metas=[meta], rescale=True)
     assert len(results) == 1 and len(results[0]) == 0
     assert results[0].masks.shape[1:] == (16, 16)
     with pytest.raises(ValueError, match='needs a test_cfg'):
-        head.predict_by_feat(torch.zeros(1, 5, 8, 8), seg, seg[:, :1], [meta])
+        _head().predict_by_feat(torch.zeros(1, 1, 8, 8), seg, torch.zeros(1, 5, 8, 8),
+                                batch_img_metas=[meta])
 
 
-def test_head_parameter_counts_match_spec():
-    """Spec §2: C4 = 512, C = 26 -> skeleton 1,772,288, seg 1,832,192, box 1,783,808."""
-    counts = [
-        sum(p.numel() for p in MODELS.build(cfg).parameters()) for cfg in (
-            dict(type='A2BSkeletonHead', in_channels=512),
-            dict(type='A2BSegHead', in_channels=512, num_classes=24),
-            dict(type='A2BRotatedHead', in_channels=512, num_classes=24))
-    ]
+def test_branch_parameter_counts_match_the_paper():
+    """docs/model.md: C4 = 512, C = 26 -> skeleton 1,772,288, seg 1,832,192, box 1,783,808."""
+    head = MODELS.build(dict(type='A2BISHead', num_classes=24, in_channels=512))
+    counts = [sum(p.numel() for p in branch.parameters())
+              for branch in (head.skeleton_branch, head.seg_branch, head.bbox_branch)]
     assert counts == [1772288, 1832192, 1783808]
+    assert sum(p.numel() for p in head.parameters()) == sum(counts)

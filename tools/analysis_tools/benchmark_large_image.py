@@ -7,7 +7,7 @@ high-water mark, model and image included); the RSS before inference is printed 
 Example:
     python tools/analysis_tools/benchmark_large_image.py CONFIG --checkpoint CKPT \\
         --image ../shared/data/cpm15/images/image10.png --size 4096 --tile-size 512 --overlap 64
-        [--cfg-options model.seg_head.num_classes=1 ...]
+        [--cfg-options model.mask_head.num_classes=1 ...]
 """
 import argparse
 import json

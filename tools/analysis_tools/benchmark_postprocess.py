@@ -23,6 +23,7 @@ from mmengine.config import Config, ConfigDict
 
 from a2bis_mm.datasets.transforms import GenerateA2BTargets
 from a2bis_mm.models.dense_heads.a2b_postprocess import a2b_postprocess
+from a2bis_mm.structures.a2b_targets import OVERLAP_SENTINEL
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # the post-processing settings every A2B-IS config inherits
@@ -85,9 +86,10 @@ def build_dense_maps(inst: np.ndarray, cls: np.ndarray, num_classes: int, stride
     ids = ids[ids > 0]
     masks = inst[None] == ids[:, None, None]
     labels = np.array([np.bincount(cls[m]).argmax() - 1 for m in masks], dtype=np.int64)
-    targets = GenerateA2BTargets(num_classes, stride=stride)(
+    targets = GenerateA2BTargets(stride=stride)(
         dict(gt_masks=BitmapMasks(masks, *inst.shape), gt_bboxes_labels=labels))
     seg_map, owner = targets['gt_seg_map'], targets['gt_skeleton_inst']
+    seg_map = np.where(seg_map == OVERLAP_SENTINEL, num_classes + 1, seg_map)  # head convention
     gt_boxes = targets['gt_bboxes'].tensor
     h, w = seg_map.shape
     gen = torch.Generator().manual_seed(seed)

@@ -12,7 +12,8 @@ class PackA2BInputs(PackDetInputs):
 
     Besides the parent's output (``gt_instances`` with ``RotatedBoxes`` bboxes, ``gt_sem_seg``
     from ``gt_seg_map`` as a ``(1, h, w)`` uint8 tensor), ``gt_skeleton`` and ``gt_skeleton_inst``
-    become ``data_sample.gt_skeleton = PixelData(heatmap=(1, h, w) float32, inst=(1, h, w) int64)``.
+    become ``data_sample.gt_skeleton = PixelData(heatmap=(1, h, w) float32, inst=(1, h, w) int64)``
+    with the targets' stride (``a2b_target_stride``) in its metainfo as ``stride``.
     Without targets (test pipeline) only the image and the meta keys are packed.
 
     The stride-s maps are smaller than the image: keep ``pad_seg=False`` in the data
@@ -46,6 +47,10 @@ class PackA2BInputs(PackDetInputs):
         if has_heat:
             heatmap = np.ascontiguousarray(results['gt_skeleton'], dtype=np.float32)
             inst = np.ascontiguousarray(results['gt_skeleton_inst'], dtype=np.int64)
+            metainfo = {}
+            if 'a2b_target_stride' in results:
+                metainfo['stride'] = int(results['a2b_target_stride'])
             packed['data_samples'].gt_skeleton = PixelData(
-                heatmap=torch.from_numpy(heatmap[None]), inst=torch.from_numpy(inst[None]))
+                metainfo=metainfo, heatmap=torch.from_numpy(heatmap[None]),
+                inst=torch.from_numpy(inst[None]))
         return packed

@@ -1,5 +1,6 @@
 """A2B-IS training targets: stride-s class map with the overlap class, skeleton heatmap, rotated boxes."""
 import math
+import warnings
 from typing import Optional, Tuple
 
 import numpy as np
@@ -11,11 +12,12 @@ from scipy.ndimage import distance_transform_edt
 from skimage.morphology import skeletonize
 
 from a2bis_mm.structures import mask_to_rbox
+from a2bis_mm.structures.a2b_targets import OVERLAP_SENTINEL
 
 
 @TRANSFORMS.register_module()
 class GenerateA2BTargets(BaseTransform):
-    """Build the A2B-IS targets from instance masks (spec Part B §3.2, §3.4; docs/components.md).
+    """Build the A2B-IS targets from instance masks (docs/components.md, docs/model.md).
 
     Runs after every geometric augmentation (the targets are never interpolated). For each kept
     instance ``i`` with 0-based label ``l_i``:
@@ -25,8 +27,10 @@ class GenerateA2BTargets(BaseTransform):
       (round(label * coverage) >= 1) gives for labels >= 2; we use it for every label so the
       class does not change the mask.
     * ``gt_seg_map`` (h, w) uint8: 0 background, ``l_i + 1`` on its stride-s mask,
-      ``num_classes + 1`` (overlap) where >= 2 stride-s masks meet (this includes contact lines,
-      as in the reference).
+      ``OVERLAP_SENTINEL`` (254) where >= 2 stride-s masks meet (this includes contact lines, as
+      in the reference). The pipeline does not know the model's class count: ``A2BISHead``, which
+      owns it, maps 254 to its overlap label ``num_classes + 1`` and rejects labels above
+      ``num_classes``.
     * ``gt_skeleton`` (h, w) float32: max over instances of ``exp(-d_i^2 / (2 sigma^2 + 1e-5))``,
       ``d_i`` the Euclidean distance (feature px) to ``skeletonize(stride-s mask)``; exactly 1.0
       on skeleton pixels. A blob that skeletonizes to nothing uses its foreground pixel nearest
@@ -51,12 +55,15 @@ class GenerateA2BTargets(BaseTransform):
 
     Required keys: ``gt_masks`` (BitmapMasks or PolygonMasks), ``gt_bboxes_labels``.
     Optional keys: ``gt_ignore_flags``.
-    Added keys: ``gt_seg_map``, ``gt_skeleton``, ``gt_skeleton_inst``.
+    Added keys: ``gt_seg_map``, ``gt_skeleton``, ``gt_skeleton_inst``, ``a2b_target_stride``
+    (packed by ``PackA2BInputs`` as ``gt_skeleton.metainfo['stride']``, checked by the head).
     Modified keys: ``gt_masks``, ``gt_bboxes``, ``gt_bboxes_labels``, ``gt_ignore_flags``.
 
     Args:
-        num_classes (int): Number of object classes N; the overlap label is N + 1.
-        stride (int): Output stride s of the prediction maps. Defaults to 2.
+        num_classes (int, optional): Deprecated, the model owns the class count; when given,
+            labels >= ``num_classes`` raise here already. Defaults to None.
+        stride (int): Output stride s of the prediction maps; must equal the model's
+            ``mask_head.stride``. Defaults to 2.
         sigma (float): Gaussian sigma in feature pixels. Defaults to 1.0.
         min_area (int): Instances with fewer input pixels are dropped. Defaults to 20.
         min_size (float): Instances whose rotated box has a side shorter than this (input px)
@@ -66,15 +73,19 @@ class GenerateA2BTargets(BaseTransform):
     """
 
     def __init__(self,
-                 num_classes: int,
+                 num_classes: Optional[int] = None,
                  stride: int = 2,
                  sigma: float = 1.0,
                  min_area: int = 20,
                  min_size: float = 2.0,
                  skeleton_method: str = 'zhang') -> None:
-        if not 1 <= num_classes <= 254:
-            raise ValueError(f'num_classes must be in [1, 254] (uint8 map with overlap label '
-                             f'num_classes + 1), got {num_classes}')
+        if num_classes is not None:
+            warnings.warn('GenerateA2BTargets(num_classes=...) is deprecated: the class count is '
+                          'set once, in the model (mask_head.num_classes)', DeprecationWarning,
+                          stacklevel=2)
+            if not 1 <= num_classes < OVERLAP_SENTINEL:
+                raise ValueError(f'num_classes must be in [1, {OVERLAP_SENTINEL - 1}] (uint8 '
+                                 f'map, overlap written as {OVERLAP_SENTINEL}), got {num_classes}')
         if stride < 1 or int(stride) != stride:
             raise ValueError(f'stride must be a positive integer, got {stride}')
         if sigma <= 0:
@@ -132,8 +143,10 @@ class GenerateA2BTargets(BaseTransform):
         if len(labels) != len(masks):
             raise ValueError(f'gt_bboxes_labels has {len(labels)} entries but gt_masks has '
                              f'{len(masks)} ({results.get("img_path", "")})')
-        if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
-            raise ValueError(f'labels must be in [0, {self.num_classes}), got range '
+        # labels l are written as l + 1 < OVERLAP_SENTINEL
+        max_label = OVERLAP_SENTINEL - 2 if self.num_classes is None else self.num_classes - 1
+        if labels.size and (labels.min() < 0 or labels.max() >= max_label + 1):
+            raise ValueError(f'labels must be in [0, {max_label}], got range '
                              f'[{labels.min()}, {labels.max()}] ({results.get("img_path", "")})')
         ignore: Optional[np.ndarray] = results.get('gt_ignore_flags')
         if ignore is None:
@@ -185,7 +198,7 @@ class GenerateA2BTargets(BaseTransform):
             owner[wy0:wy1, wx0:wx1][wins] = -1 if ignore[i] else num_valid
             num_valid += not ignore[i]
 
-        seg[count >= 2] = self.num_classes + 1
+        seg[count >= 2] = OVERLAP_SENTINEL
         owner[heat < 1e-4] = -1
         keep = np.asarray(keep, dtype=np.int64)
         if len(keep) < len(masks):  # indexing copies the whole (n, H, W) stack: only if needed
@@ -198,9 +211,10 @@ class GenerateA2BTargets(BaseTransform):
         results['gt_seg_map'] = seg
         results['gt_skeleton'] = heat
         results['gt_skeleton_inst'] = owner
+        results['a2b_target_stride'] = s
         return results
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(num_classes={self.num_classes}, '
-                f'stride={self.stride}, sigma={self.sigma}, min_area={self.min_area}, '
-                f'min_size={self.min_size}, skeleton_method={self.skeleton_method!r})')
+        return (f'{self.__class__.__name__}(stride={self.stride}, sigma={self.sigma}, '
+                f'min_area={self.min_area}, min_size={self.min_size}, '
+                f'skeleton_method={self.skeleton_method!r})')

@@ -1,3 +1,3 @@
-from .a2b_rotated_head import A2BRotatedHead
+from .a2bis_head import A2BBranch, A2BISHead
 
-__all__ = ['A2BRotatedHead']
+__all__ = ['A2BISHead', 'A2BBranch']

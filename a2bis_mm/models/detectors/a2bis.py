@@ -1,110 +1,111 @@
-"""A2B-IS: one-stage skeleton-guided instance segmentation (spec B §2)."""
-from typing import Dict, Tuple
+"""A2B-IS: one-stage skeleton-guided instance segmentation (docs/model.md)."""
+from typing import Dict, List, Tuple
 
-import torch
-from mmdet.models.detectors import BaseDetector
+from mmdet.models.detectors.single_stage_instance_seg import SingleStageInstanceSegmentor
 from mmdet.registry import MODELS
 from mmdet.structures import OptSampleList, SampleList
-from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
+from mmdet.utils import ConfigType, InstanceList, OptConfigType, OptMultiConfig
 from torch import Tensor
+
+# state-dict prefixes of the checkpoints saved before the three heads became one A2BISHead
+_OLD_PREFIXES = {
+    'skeleton_head.': 'mask_head.skeleton_branch.',
+    'seg_head.': 'mask_head.seg_branch.',
+    'bbox_head.': 'mask_head.bbox_branch.',
+}
 
 
 @MODELS.register_module()
-class A2BIS(BaseDetector):
-    """A2B-IS detector: backbone (+ optional neck), skeleton, segmentation and box heads.
+class A2BIS(SingleStageInstanceSegmentor):
+    """A2B-IS detector: a backbone (+ optional neck) and one ``A2BISHead``.
 
-    All heads run on one stride-s feature map F. The skeleton probability S = sigmoid(skeleton
-    logits) is appended to F as one channel, with gradient, before the segmentation and box
-    heads (spec B §2)::
-
-        F --skeleton_head--> S --+
-        F -----------------------+-> [F, S] --seg_head--> P (softmax)
-                                         +---bbox_head--> deltas -> rotated boxes
+    The head runs on the first feature map of the backbone (or neck) and owns the class count,
+    the overlap label and the stride (docs/model.md). ``predict`` keeps ``RotatedBoxes`` in
+    ``pred_instances`` (mmdet's ``add_pred_to_datasample`` would turn them into tensors).
+    Checkpoints saved before the head refactor (``skeleton_head.*``, ``seg_head.*``,
+    ``bbox_head.*``) load unchanged.
 
     Args:
         backbone (dict): Backbone config; its first output map is used.
-        skeleton_head (dict): ``A2BSkeletonHead`` config.
-        seg_head (dict): ``A2BSegHead`` config.
-        bbox_head (dict): ``A2BRotatedHead`` config; gets ``train_cfg`` and ``test_cfg``.
+        mask_head (dict): ``A2BISHead`` config; gets ``train_cfg`` and ``test_cfg``.
         neck (dict, optional): Neck config; if it returns several maps the first is used.
-        train_cfg (dict, optional): Anchor selection/assignment of the box head.
-        test_cfg (dict, optional): Post-processing config (``a2b_postprocess``).
+        train_cfg (dict, optional): Anchor selection/assignment of the head.
+        test_cfg (dict, optional): Decoder config of the head.
         data_preprocessor (dict, optional): Data preprocessor config.
         init_cfg (dict or list[dict], optional): Initialisation config.
     """
 
     def __init__(self,
                  backbone: ConfigType,
-                 skeleton_head: ConfigType,
-                 seg_head: ConfigType,
-                 bbox_head: ConfigType,
+                 mask_head: ConfigType = None,
                  neck: OptConfigType = None,
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
-                 init_cfg: OptMultiConfig = None) -> None:
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.backbone = MODELS.build(backbone)
-        if neck is not None:
-            self.neck = MODELS.build(neck)
-        self.skeleton_head = MODELS.build(skeleton_head)
-        self.seg_head = MODELS.build(seg_head)
-        bbox_head.update(train_cfg=train_cfg, test_cfg=test_cfg)
-        self.bbox_head = MODELS.build(bbox_head)
-        self.train_cfg = train_cfg
-        self.test_cfg = test_cfg
+                 init_cfg: OptMultiConfig = None,
+                 **kwargs) -> None:
+        old = sorted(set(kwargs) & {'skeleton_head', 'seg_head', 'bbox_head'})
+        if old:
+            raise TypeError(f'A2BIS got {old}: the three heads are one mask_head=dict('
+                            "type='A2BISHead', num_classes=..., ...) since the head refactor "
+                            '(docs/model.md)')
+        if kwargs:
+            raise TypeError(f'A2BIS got unexpected arguments {sorted(kwargs)}')
+        if mask_head is None:
+            raise TypeError("A2BIS needs mask_head=dict(type='A2BISHead', ...)")
+        super().__init__(
+            backbone=backbone, neck=neck, mask_head=mask_head, train_cfg=train_cfg,
+            test_cfg=test_cfg, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self._check_strides(data_preprocessor)
 
-    def extract_feat(self, batch_inputs: Tensor) -> Tensor:
-        """Return the feature map F (B, C4, h, w) of a batch of images (B, 3, H, W)."""
+    def _check_strides(self, data_preprocessor: OptConfigType) -> None:
+        """Raise if the neck or the batch padding disagree with the head's stride."""
+        stride = self.mask_head.stride
+        out_stride = getattr(self.neck, 'out_stride', None)
+        if out_stride is not None and out_stride != stride:
+            raise ValueError(f'the neck outputs stride {out_stride} but mask_head.stride is '
+                             f'{stride}')
+        divisor = (data_preprocessor or {}).get('pad_size_divisor', 1)
+        if divisor % stride:
+            raise ValueError(f'data_preprocessor.pad_size_divisor={divisor} must be a multiple '
+                             f'of mask_head.stride={stride} so that the targets of every image '
+                             'line up with the padded feature map')
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """Rename the keys of checkpoints saved before the head refactor, then load."""
+        for key in list(state_dict):
+            for old, new in _OLD_PREFIXES.items():
+                if key.startswith(prefix + old):
+                    state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
+                    break
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor]:
+        """The stride-s feature map, as a one-level tuple ``(F,)`` with F (B, C4, h, w)."""
         x = self.backbone(batch_inputs)
         if self.with_neck:
             x = self.neck(x)
-        return x[0] if isinstance(x, (list, tuple)) else x
+        return (x[0] if isinstance(x, (list, tuple)) else x, )
 
     def _forward(self,
                  batch_inputs: Tensor,
                  batch_data_samples: OptSampleList = None) -> Tuple[Tensor, Tensor, Tensor]:
-        """Return the raw maps: skeleton logits (B, 1, h, w), class logits (B, C, h, w) and box
+        """The raw maps: skeleton logits (B, 1, h, w), class logits (B, C, h, w) and box
         deltas (B, 5, h, w)."""
-        feat = self.extract_feat(batch_inputs)
-        skeleton_logits = self.skeleton_head(feat)
-        feat = torch.cat([feat, skeleton_logits.sigmoid()], dim=1)
-        return skeleton_logits, self.seg_head(feat), self.bbox_head(feat)
+        return self.mask_head(self.extract_feat(batch_inputs))
 
     def forward_maps(self, batch_inputs: Tensor) -> Dict[str, Tensor]:
-        """Return the dense maps compared by SSL-IS (spec B §4.4).
+        """The dense maps compared by SSL-IS (docs/ssl.md).
 
         Returns:
             dict[str, Tensor]: ``skeleton`` (B, 1, h, w) and ``seg`` (B, C, h, w)
             probabilities, ``bbox`` (B, 5, h, w) deltas.
         """
-        skeleton_logits, seg_logits, bbox_preds = self._forward(batch_inputs)
-        return dict(
-            skeleton=skeleton_logits.sigmoid(), seg=seg_logits.softmax(dim=1), bbox=bbox_preds)
+        return self.mask_head.get_maps(*self._forward(batch_inputs))
 
-    def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> Dict[str, Tensor]:
-        """Return ``loss_skeleton``, ``loss_ce``, ``loss_dice`` and ``loss_bbox``."""
-        skeleton_logits, seg_logits, bbox_preds = self._forward(batch_inputs)
-        losses = self.skeleton_head.loss(skeleton_logits, batch_data_samples)
-        losses.update(self.seg_head.loss(seg_logits, batch_data_samples))
-        losses.update(self.bbox_head.loss(bbox_preds, batch_data_samples))
-        return losses
-
-    def predict(self,
-                batch_inputs: Tensor,
-                batch_data_samples: SampleList,
-                rescale: bool = True) -> SampleList:
-        """Predict instances (spec D7, D8).
-
-        Returns:
-            list[DetDataSample]: The samples with ``pred_instances`` (``bboxes`` RotatedBoxes,
-            ``scores``, ``labels``, ``masks`` at the original size when ``rescale``).
-        """
-        maps = self.forward_maps(batch_inputs)
-        results = self.bbox_head.predict_by_feat(
-            maps['bbox'], maps['seg'], maps['skeleton'],
-            [s.metainfo for s in batch_data_samples], rescale=rescale)
-        # not add_pred_to_datasample: it turns RotatedBoxes into plain tensors (D8 keeps them)
-        for data_sample, pred_instances in zip(batch_data_samples, results):
+    def add_pred_to_datasample(self, data_samples: SampleList,
+                               results_list: InstanceList) -> List:
+        """Attach ``pred_instances``, keeping ``RotatedBoxes`` (docs/model.md, D8)."""
+        for data_sample, pred_instances in zip(data_samples, results_list):
             data_sample.pred_instances = pred_instances
-        return batch_data_samples
+        return data_samples

@@ -1,15 +1,16 @@
-# A2B-IS with A2BNet-T (spec B §1-2): all heads at stride 2 on the 128-channel backbone map.
-# S/B/L configs override backbone.arch and the heads' in_channels (C4 = 256 / 512 / 768);
-# data set configs override seg_head.num_classes and bbox_head.num_classes.
+# A2B-IS with A2BNet-T (docs/model.md): one A2BISHead at stride 2 on the 128-channel backbone map.
+# S/B/L configs override backbone.arch and mask_head.in_channels (C4 = 256 / 512 / 768). The class
+# count has no default: every config sets mask_head.num_classes once, from its data set's classes.
 model = dict(
     type='A2BIS',
     data_preprocessor=dict(
         type='DetDataPreprocessor',
-        # H&E default (spec D9); the chromosome configs feed JET colours in 0-255 unnormalised
+        # H&E default (docs/model.md, D9); the chromosome configs feed JET colours in 0-255
         mean=[123.675, 116.28, 103.53],
         std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True,
-        # stride-2 targets of every image then line up with the padded feature map
+        # a multiple of mask_head.stride: the targets of every image then line up with the
+        # padded feature map (checked by A2BIS)
         pad_size_divisor=2,
         pad_mask=False,
         pad_seg=False,
@@ -17,32 +18,23 @@ model = dict(
         boxtype2tensor=False),
     backbone=dict(type='A2BNet', arch='T'),
     neck=None,
-    skeleton_head=dict(
-        type='A2BSkeletonHead',
+    mask_head=dict(
+        type='A2BISHead',
+        num_classes=None,  # set by each config: len(classes) of its data set
         in_channels=128,
-        feat_channels=256,
-        loss_skeleton=dict(type='GaussianFocalLoss', alpha=2.0, gamma=4.0, loss_weight=1.0)),
-    seg_head=dict(
-        type='A2BSegHead',
-        in_channels=128,
-        num_classes=5,  # PanNuke; overridden per data set
-        feat_channels=256,
-        loss_ce=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=2.0),
-        loss_dice=dict(
-            type='DiceLoss', use_sigmoid=False, activate=False, naive_dice=True, eps=1e-5,
-            loss_weight=4.0),
-        ce_pixel_skeleton_weight=False,
-        dice_log_cosh=False),
-    bbox_head=dict(
-        type='A2BRotatedHead',
-        in_channels=128,
-        num_classes=5,  # PanNuke; overridden per data set
         feat_channels=256,
         stride=2,
         anchor_size=3.0,
         bbox_coder=dict(
             type='mmrotate.DeltaXYWHTRBBoxCoder', angle_version='oc', use_box_type=False),
-        loss_bbox=dict(type='A2BKLDLoss', tau=1.0, loss_weight=2.0)),
+        loss_skeleton=dict(type='GaussianFocalLoss', alpha=2.0, gamma=4.0, loss_weight=1.0),
+        loss_ce=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=2.0),
+        loss_dice=dict(
+            type='DiceLoss', use_sigmoid=False, activate=False, naive_dice=True, eps=1e-5,
+            loss_weight=4.0),
+        loss_bbox=dict(type='A2BKLDLoss', tau=1.0, loss_weight=2.0),
+        ce_pixel_skeleton_weight=False,
+        dice_log_cosh=False),
     train_cfg=dict(anchor_thr=0.2, assign_mode='max_iou', use_anchor_weight=True),
     test_cfg=dict(
         score_thr=0.01,
