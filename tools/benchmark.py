@@ -17,7 +17,6 @@ Example (the table in docs/benchmarks.md)::
 """
 import argparse
 import csv
-import functools
 import json
 import os
 import os.path as osp
@@ -32,11 +31,13 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmdet.registry import DATASETS, MODELS
-from mmengine.analysis import FlopAnalyzer
 from mmengine.config import Config, DictAction
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope, init_default_scope
 from mmengine.utils import import_modules_from_strings
+
+from a2bis_mm.utils.complexity import count_flops
+from a2bis_mm.utils.markdown import replace_doc_section
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOC_SECTION = '## A2B-IS vs mmdet baselines, equal training budget (tools/benchmark.py)'
@@ -48,9 +49,6 @@ METRIC_KEYS = {
     'bPQ': 'pq/bPQ',
 }
 NEVER = 10**9  # an interval that is never reached: no validation/checkpoint during the budget
-# FLOPs convention: 2 x multiply-accumulates of these operators (mmengine's FlopAnalyzer counts
-# one MAC as one flop); normalisation, activations, resizing and post-processing are not counted.
-FLOP_OPERATORS = ('conv', 'linear', 'addmm', 'matmul', 'bmm', 'einsum')
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -130,7 +128,11 @@ def benchmark_config(args: argparse.Namespace, config: str, work_dir: str) -> Co
 
 
 def count_complexity(cfg: Config) -> Dict[str, float]:
-    """Parameters (count, MB = float32 bytes / 2^20) and GFLOPs on the first validation image."""
+    """Parameters (count, MB = float32 bytes / 2^20) and GFLOPs on the first validation image.
+
+    GFLOPs: :func:`a2bis_mm.utils.complexity.count_flops` (2 x multiply-adds of convs and matrix
+    products, the convention of tools/analysis_tools/get_flops.py).
+    """
     imports = list(cfg.custom_imports.imports)
     import_modules_from_strings(imports, allow_failed_imports=False)
     if DefaultScope.get_current_instance() is None:
@@ -141,15 +143,9 @@ def count_complexity(cfg: Config) -> Dict[str, float]:
     dataset_cfg.indices = 1
     data = model.data_preprocessor(pseudo_collate([DATASETS.build(dataset_cfg)[0]]), False)
     inputs = data['inputs']
-    # jit tracing takes tensors only: bind the data samples, as mmdet's get_flops.py does
-    model.forward = functools.partial(model.forward, data_samples=data['data_samples'],
-                                      mode='tensor')
-    analyzer = FlopAnalyzer(model, inputs=(inputs, ))
-    analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    by_op = analyzer.by_operator()
-    macs = sum(v for k, v in by_op.items() if k in FLOP_OPERATORS)
+    flops = count_flops(model, inputs, data['data_samples'])['']
     return dict(params_M=num_params / 1e6, params_MB=num_params * 4 / 2**20,
-                gflops=2 * macs / 1e9, input_shape='x'.join(map(str, inputs.shape[-2:])))
+                gflops=flops / 1e9, input_shape='x'.join(map(str, inputs.shape[-2:])))
 
 
 def run_logged(cmd: List[str], log_file: str) -> None:
@@ -241,17 +237,6 @@ def render_table(rows: List[Dict], header: Dict) -> str:
             cells.append('–' if value is None else fmt.format(value))
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
-
-
-def replace_doc_section(doc: str, section: str, title: str = DOC_SECTION) -> None:
-    """Replace (or append) the ``##`` section headed ``title`` of ``doc``; other sections stay."""
-    text = Path(doc).read_text() if osp.isfile(doc) else '# Benchmarks\n'
-    pattern = re.compile(re.escape(title) + r'\n.*?(?=^## |\Z)', re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + '\n', text, count=1)
-    else:
-        text = text.rstrip('\n') + '\n\n' + section
-    Path(doc).write_text(text.rstrip('\n') + '\n')
 
 
 def write_outputs(args: argparse.Namespace, store: Dict, keys: List[str]) -> str:

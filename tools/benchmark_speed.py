@@ -28,9 +28,9 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 from mmengine.utils import import_modules_from_strings
 
+from a2bis_mm.utils.markdown import replace_doc_section
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # run as a script: tools.benchmark becomes importable
-from tools.benchmark import replace_doc_section  # noqa: E402,I001
 DOC_SECTION = '## Inference speed: backbone / heads / post-processing (tools/benchmark_speed.py)'
 DEFAULT_CONFIGS = ['configs/a2bis/a2bis-t_a2b_50e_consep-256.py',
                    'configs/baselines/mask-rcnn_r50_fpn_50e_consep-256.py']

@@ -1,4 +1,4 @@
-"""Tests of tools/analysis_tools/get_flops.py: exact parameter counts and FLOPs (spec B §1.6)."""
+"""Tests of tools/analysis_tools/get_flops.py: exact parameter counts and FLOPs (docs/model.md)."""
 import importlib.util
 import sys
 from typing import Optional
@@ -29,7 +29,7 @@ def a2bis_cfg(repo_root, arch: str, num_classes: Optional[int] = 24,
     config = repo_root / 'configs' / 'a2bis' / f'a2bis-{arch.lower()}_a2b_100e_{dataset}.py'
     model = Config.fromfile(config).model
     if num_classes is not None:
-        model.seg_head.num_classes = model.bbox_head.num_classes = num_classes
+        model.mask_head.num_classes = num_classes
     return model
 
 
@@ -55,11 +55,13 @@ def test_full_model_params_match_spec(get_flops, repo_root, arch, num_classes, p
     assert rows['total']['params'] == params
     assert rows['total']['mib'] == params * 4 / 2**20
     if heads is not None:
-        assert tuple(rows[h]['params'] for h in ('skeleton_head', 'seg_head', 'bbox_head')) == heads
+        branches = ('skeleton_branch', 'seg_branch', 'bbox_branch')
+        assert tuple(rows[f'mask_head.{b}']['params'] for b in branches) == heads
+        assert rows['mask_head']['params'] == sum(heads)
 
 
 def test_pannuke_t_params_match_spec(get_flops, repo_root):
-    # PanNuke: 5 classes, C = 7 (spec §1.6 "total (C=7)")
+    # PanNuke: 5 classes, C = 7 (docs/model.md, params with C = 7)
     cfg = a2bis_cfg(repo_root, 'T', num_classes=None, dataset='pannuke-256')
     assert get_flops.model_complexity(cfg, 64)['total']['params'] == 3_294_560
 
@@ -73,11 +75,13 @@ def test_gflops_at_512_match_paper(get_flops, repo_root, arch, macs, paper):
     rows = get_flops.model_complexity(a2bis_cfg(repo_root, arch, 24), 512)
     assert rows['total']['macs'] == macs
     assert rows['total']['gflops'] == pytest.approx(paper, rel=0.01)
-    assert sum(rows[k]['macs'] for k in rows if k != 'total') == macs
+    assert sum(rows[k]['macs'] for k in ('backbone', 'mask_head')) == macs
+    assert rows['mask_head']['macs'] == sum(
+        rows[f'mask_head.{b}']['macs'] for b in ('skeleton_branch', 'seg_branch', 'bbox_branch'))
 
 
 def test_macs_are_conv_weights_times_output_pixels(get_flops, repo_root):
-    """Cross-check the hooks against the module tree: all convs run at (shape/2)^2, no bias."""
+    """Cross-check the counter against the module tree: all convs run at (shape/2)^2, no bias."""
     cfg = a2bis_cfg(repo_root, 'T')
     with torch.device('meta'):
         model = MODELS.build(cfg)
@@ -90,7 +94,7 @@ def test_cli_prints_table_with_paper_difference(get_flops, repo_root, monkeypatc
     config = repo_root / 'configs' / 'a2bis' / 'a2bis-t_a2b_100e_chromosome-512.py'
     monkeypatch.setattr(sys, 'argv', [
         'get_flops.py', str(config), '--shape', '512', '--cfg-options',
-        'model.seg_head.num_classes=24', 'model.bbox_head.num_classes=24'])
+        'model.mask_head.num_classes=24'])
     get_flops.main()
     out = capsys.readouterr().out
     assert '| total | 3,338,336 | 12.73 | 437.07 |' in out

@@ -1,100 +1,31 @@
-"""Parameters, size and FLOPs of an A2B-IS model, compared with the paper's Table VI.
+"""Parameters, size and FLOPs of a model, compared with the paper's Table VI for A2B-IS.
 
-FLOPs follow the paper (spec B §1.6): 2 x the multiply-adds of the conv/linear weights (biases,
-norms, activations and the spatial softmax are not counted) for one image of ``shape`` x ``shape``.
-"MiB" is float32 bytes / 2^20, which is what the paper's "Params (MB)" column counts.
+FLOPs follow the paper (docs/model.md, parameters and FLOPs): 2 x the multiply-adds of convs and
+matrix products (biases, norms, activations and the spatial softmax are not counted) for one
+image of ``shape`` x ``shape``, counted by :mod:`a2bis_mm.utils.complexity` (also used by
+tools/benchmark.py). "MiB" is float32 bytes / 2^20, what the paper's "Params (MB)" column counts.
 
 Example (A2B-IS-T, 26 segmentation classes = 24 chromosome types + background + overlap)::
 
-    .venv/bin/python tools/analysis_tools/get_flops.py configs/_base_/models/a2bis_a2bnet-t.py \
-        --shape 512 --cfg-options model.seg_head.num_classes=24 model.bbox_head.num_classes=24
+    .venv/bin/python tools/analysis_tools/get_flops.py \
+        configs/a2bis/a2bis-t_a2b_100e_chromosome-512.py --shape 512 \
+        --cfg-options model.mask_head.num_classes=24
 """
 import argparse
-import math
-from collections import Counter
 from typing import Dict, Optional, Tuple
 
 import mmrotate.models  # noqa: F401  registers the mmrotate.* box coders the heads use
-import torch
-import torch.nn as nn
-from mmdet.registry import MODELS
 from mmengine.config import Config, ConfigDict, DictAction
-from mmengine.model import BaseModel
 from mmengine.registry import init_default_scope
 
-import a2bis_mm  # noqa: F401  registers A2BNet and the A2B-IS heads
+import a2bis_mm  # noqa: F401  registers A2BNet and the A2B-IS head
+from a2bis_mm.utils.complexity import model_complexity
+
+__all__ = ['model_complexity', 'format_table', 'paper_reference', 'main']
 
 # Paper Table VI (chromosomes, 24 types -> 26 segmentation classes): GFLOPs at 512^2 and MB.
 PAPER_GFLOPS_512 = {'T': 437.4, 'S': 1053.7, 'B': 3021.4}
 PAPER_MIB = {'T': 12.4, 'S': 30.6, 'B': 87.7, 'L': 186.0}
-
-
-def conv_linear_macs(model: nn.Module, shape: int, in_channels: int = 3) -> Dict[str, int]:
-    """Multiply-adds of every conv/linear weight for one ``shape`` x ``shape`` image.
-
-    The model runs on the 'meta' device (shapes only, no arithmetic), so B/L at 512^2 take well
-    under a second; mmengine's FlopAnalyzer needs a jit trace, which fails on meta tensors and
-    takes minutes with real ones on a CPU. Its convention is the same: one multiply-add = one flop.
-
-    Args:
-        model (nn.Module): A detector (run in mmdet's ``mode='tensor'``) or a backbone, on 'meta'.
-        shape (int): Input height and width.
-        in_channels (int): Input image channels.
-
-    Returns:
-        dict[str, int]: Multiply-adds per top-level child module (e.g. ``backbone``).
-    """
-    macs: Counter = Counter()
-    handles = []
-    for name, module in model.named_modules():
-        if isinstance(module, nn.modules.conv._ConvNd):
-            per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
-        elif isinstance(module, nn.Linear):
-            per_output = module.in_features
-        else:
-            continue
-        top = name.split('.')[0]
-
-        def hook(mod, args, out, top=top, per_output=per_output):
-            macs[top] += out.numel() * per_output
-
-        handles.append(module.register_forward_hook(hook))
-    inputs = torch.empty(1, in_channels, shape, shape, device='meta')
-    with torch.no_grad():
-        if isinstance(model, BaseModel):
-            model(inputs, mode='tensor')
-        else:
-            model(inputs)
-    for handle in handles:
-        handle.remove()
-    return dict(macs)
-
-
-def model_complexity(model_cfg: dict, shape: int) -> Dict[str, Dict[str, float]]:
-    """Build ``model_cfg`` on the 'meta' device and measure it.
-
-    Args:
-        model_cfg (dict): A model config (``cfg.model``) in the mmdet registry.
-        shape (int): Input height and width.
-
-    Returns:
-        dict[str, dict]: For each top-level child and ``'total'``: ``params`` (int), ``mib``
-        (float32 MiB), ``macs`` (int) and ``gflops`` (2 x macs / 1e9).
-    """
-    with torch.device('meta'):  # no weights allocated or initialised
-        model = MODELS.build(model_cfg)
-    model.eval()
-    macs = conv_linear_macs(model, shape)
-    parts = {name: sum(p.numel() for p in child.parameters())
-             for name, child in model.named_children()}
-    parts = {name: params for name, params in parts.items() if params or macs.get(name)}
-    rows = {name: dict(params=params, macs=macs.get(name, 0)) for name, params in parts.items()}
-    rows['total'] = dict(
-        params=sum(p.numel() for p in model.parameters()), macs=sum(macs.values()))
-    for row in rows.values():
-        row['mib'] = row['params'] * 4 / 2**20
-        row['gflops'] = 2 * row['macs'] / 1e9
-    return rows
 
 
 def paper_reference(arch: Optional[str], shape: int) -> Tuple[Optional[float], Optional[float]]:
@@ -139,7 +70,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--shape', type=int, default=512, help='input height = width')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
-        help='override config entries, e.g. model.backbone.arch=B model.seg_head.num_classes=24')
+        help='override config entries, e.g. model.backbone.arch=B model.mask_head.num_classes=24')
     return parser.parse_args()
 
 
@@ -159,7 +90,7 @@ def main() -> None:
     arch = backbone.get('arch') if backbone.get('type') == 'A2BNet' else None
     arch = arch if isinstance(arch, str) else None
     rows = model_complexity(model_cfg, args.shape)
-    num_classes = model_cfg.get('seg_head', {}).get('num_classes')
+    num_classes = model_cfg.get('mask_head', {}).get('num_classes')
     print(format_table(rows, arch, args.shape, num_classes))
 
 
