@@ -25,13 +25,18 @@ class BenchmarkHook(Hook):
     Writes ``WORK_DIR/bench_train.json`` (iterations, median s/iter, peak memory) after training
     and ``WORK_DIR/bench_test.json`` (metrics, images/s, peak memory) after testing.
 
+    When the budget runs out, the iteration that exceeded it is the last: the hook saves its
+    checkpoint (as ``CheckpointHook(save_last=True)`` would, ``WORK_DIR/last_checkpoint`` names it)
+    and stops the loop through its public ``stop_training`` flag, as mmengine's
+    ``EarlyStoppingHook`` does.
+
     Args:
         max_minutes (float, optional): Training wall-clock budget, counted from the first
             iteration (model building and data loading set-up excluded). None: no limit.
         skip_iters (int): First iterations left out of the speed statistics (warm-up).
     """
 
-    priority = 'NORMAL'  # before CheckpointHook (VERY_LOW), which then saves the last iteration
+    priority = 'NORMAL'
 
     def __init__(self, max_minutes: Optional[float] = None, skip_iters: int = 2) -> None:
         self.max_minutes = max_minutes
@@ -51,8 +56,16 @@ class BenchmarkHook(Hook):
         toc = time.perf_counter()
         self._train_times.append(toc - self._tic)
         if self.max_minutes is not None and toc - self._start >= 60 * self.max_minutes:
-            # Make this the last iteration so that CheckpointHook(save_last) saves it.
-            runner.train_loop._max_iters = runner.iter + 1
+            self._save_last(runner)
+            runner.train_loop.stop_training = True
+
+    @staticmethod
+    def _save_last(runner) -> None:
+        """Save this iteration's checkpoint and name it in ``last_checkpoint``."""
+        filename = f'iter_{runner.iter + 1}.pth'
+        runner.save_checkpoint(runner.work_dir, filename, by_epoch=False)
+        with open(osp.join(runner.work_dir, 'last_checkpoint'), 'w') as f:
+            f.write(osp.join(runner.work_dir, filename))
 
     def after_train(self, runner) -> None:
         self._dump(runner, 'bench_train.json', dict(
