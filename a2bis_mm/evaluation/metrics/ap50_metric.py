@@ -1,20 +1,17 @@
 """Mask AP50 (pycocotools) and rotated-box AP50 metric for mmengine evaluators."""
 from typing import Dict, List, Optional, Sequence
 
-import numpy as np
 from mmdet.registry import METRICS
 from mmengine.evaluator import BaseMetric
 
 from ..functional import ap_from_matches, coco_mask_ap, match_rboxes_single
 from .utils import (
     class_names,
-    instances,
     mask_array,
     mask_rboxes,
     mask_rles,
     rotated_array,
-    sample_name,
-    to_numpy,
+    unpack_sample,
 )
 
 
@@ -63,14 +60,8 @@ class InstanceAP50Metric(BaseMetric):
         """
         num_classes = len(class_names(self.dataset_meta, type(self).__name__))
         for sample in data_samples:
-            name = sample_name(sample)
-            gt = instances(sample, 'gt_instances', ('masks', 'labels'))
-            pred = instances(sample, 'pred_instances', ('masks', 'scores', 'labels'))
-            gt_masks = mask_array(gt['masks'], None, f'{name} gt_instances')
+            name, gt, pred, gt_masks, gt_labels, scores, labels = unpack_sample(sample)
             shape = gt_masks.shape[1:]
-            gt_labels = to_numpy(gt['labels']).astype(np.int64)
-            scores = to_numpy(pred['scores']).astype(np.float64)
-            labels = to_numpy(pred['labels']).astype(np.int64)
             pred_rles = mask_rles(pred['masks'], shape, f'{name} pred_instances')
             pred_rboxes = rotated_array(pred.get('bboxes'))
             if pred_rboxes is None:

@@ -6,7 +6,7 @@ from mmdet.registry import METRICS
 from mmengine.evaluator import BaseMetric
 
 from ..functional import bpq_mpq, paint_instances, per_image_pq
-from .utils import class_names, instances, mask_array, sample_name, to_numpy
+from .utils import class_names, mask_array, unpack_sample
 
 
 @METRICS.register_module()
@@ -50,18 +50,12 @@ class PanopticQualityMetric(BaseMetric):
         """
         num_classes = len(class_names(self.dataset_meta, type(self).__name__))
         for sample in data_samples:
-            name = sample_name(sample)
-            gt = instances(sample, 'gt_instances', ('masks', 'labels'))
-            pred = instances(sample, 'pred_instances', ('masks', 'scores', 'labels'))
-            gt_masks = mask_array(gt['masks'], None, f'{name} gt_instances')
-            gt_labels = to_numpy(gt['labels']).astype(np.int64)
+            name, _, pred, gt_masks, gt_labels, scores, labels = unpack_sample(sample)
             true_inst, true_cls = paint_instances(gt_masks, np.zeros(len(gt_masks)), gt_labels)
-            scores = to_numpy(pred['scores']).astype(np.float64)
             keep = scores >= self.score_thr
             pred_masks = mask_array(pred['masks'], gt_masks.shape[1:],
                                     f'{name} pred_instances')[keep]
-            pred_inst, pred_cls = paint_instances(pred_masks, scores[keep],
-                                                  to_numpy(pred['labels'])[keep])
+            pred_inst, pred_cls = paint_instances(pred_masks, scores[keep], labels[keep])
             result = per_image_pq(true_inst, true_cls, pred_inst, pred_cls, num_classes,
                                   self.match_iou)
             result['tissue'] = sample.get('tissue')

@@ -1,6 +1,6 @@
 """Conversions from the instance fields of a data sample (as ``Evaluator`` hands them to
 ``process``: dicts holding tensors, mmdet masks and box structures) to plain arrays and RLEs."""
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -26,6 +26,44 @@ def instances(data_sample: Dict, key: str, fields: Sequence[str]) -> Dict:
         raise KeyError(f'{sample_name(data_sample)}: {key} lacks {missing} '
                        '(the metrics need instance masks and labels)')
     return inst
+
+
+class UnpackedSample(NamedTuple):
+    """The GT and predictions of one data sample, as both metrics read them.
+
+    Attributes:
+        name (str): Image path or id, for error messages.
+        gt (dict): ``gt_instances`` (holds ``masks`` and ``labels``; ``bboxes`` optional).
+        pred (dict): ``pred_instances`` (holds ``masks``, ``scores``, ``labels``).
+        gt_masks (np.ndarray): (n, H, W) bool GT masks.
+        gt_labels (np.ndarray): (n, ) int64 GT labels.
+        scores (np.ndarray): (m, ) float64 prediction scores.
+        labels (np.ndarray): (m, ) int64 predicted labels.
+    """
+    name: str
+    gt: Dict
+    pred: Dict
+    gt_masks: np.ndarray
+    gt_labels: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+
+
+def unpack_sample(data_sample: Dict) -> UnpackedSample:
+    """Check and convert the GT and predicted instances of a data sample (see UnpackedSample).
+
+    The predicted masks stay as given (``pred.masks``): the metrics convert them differently
+    (RLEs for AP, arrays for PQ).
+    """
+    name = sample_name(data_sample)
+    gt = instances(data_sample, 'gt_instances', ('masks', 'labels'))
+    pred = instances(data_sample, 'pred_instances', ('masks', 'scores', 'labels'))
+    return UnpackedSample(
+        name=name, gt=gt, pred=pred,
+        gt_masks=mask_array(gt['masks'], None, f'{name} gt_instances'),
+        gt_labels=to_numpy(gt['labels']).astype(np.int64),
+        scores=to_numpy(pred['scores']).astype(np.float64),
+        labels=to_numpy(pred['labels']).astype(np.int64))
 
 
 def to_numpy(values) -> np.ndarray:
