@@ -1,9 +1,9 @@
-"""SSL-IS: semi-supervised A2B-IS with an EMA teacher on dense maps (spec D6, Part B §4.4, §5)."""
+"""SSL-IS: semi-supervised A2B-IS with an EMA teacher on dense maps (docs/ssl.md, D6)."""
 from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
-from mmdet.models.detectors import BaseDetector, SemiBaseDetector
+from mmdet.models.detectors import SemiBaseDetector
 from mmdet.models.utils import rename_loss_dict, reweight_loss_dict
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
@@ -23,7 +23,7 @@ def stack_maps(maps: Dict[str, Tensor], reference_channels: bool = False) -> Ten
     Args:
         maps (dict[str, Tensor]): ``skeleton``, ``seg`` and ``bbox`` maps of ``A2BIS``.
         reference_channels (bool): Keep only [S, P_0, dx], what the reference's indexing bug
-            compares (spec B §4.4), instead of all channels.
+            compares (docs/model.md, D6), instead of all channels.
 
     Returns:
         Tensor: The stacked maps.
@@ -34,7 +34,7 @@ def stack_maps(maps: Dict[str, Tensor], reference_channels: bool = False) -> Ten
 
 
 def masked_mse(pred: Tensor, target: Tensor, mask: Tensor, min_pixels: int) -> Tensor:
-    """Mean squared error over all channels of the pixels in ``mask`` (spec B §4.4, Eq. 5).
+    """Mean squared error over all channels of the pixels in ``mask`` (the paper's Eq. 5).
 
     Args:
         pred (Tensor): ``(B, K, h, w)`` maps that get the gradient.
@@ -114,18 +114,13 @@ class A2BISSemi(SemiBaseDetector):
         if test_cfg.predict_on not in ('teacher', 'student'):
             raise ValueError("A2BISSemi: semi_test_cfg.predict_on must be 'teacher' or "
                              f"'student', got '{test_cfg.predict_on}'")
-        # The parent's constructor always builds a separate frozen teacher; fixmatch shares the
-        # student's weights and cps trains both models, so it is bypassed.
-        BaseDetector.__init__(self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.semi_train_cfg = train_cfg
-        self.semi_test_cfg = test_cfg
-        self.student = MODELS.build(detector)
+        # The parent builds the student and a teacher, frozen for the EMA variants; fixmatch
+        # replaces the teacher by the student (shared weights), cps trains both models.
+        train_cfg.freeze_teacher = train_cfg.variant in ('sslis', 'meanteacher')
+        super().__init__(detector, semi_train_cfg=train_cfg, semi_test_cfg=test_cfg,
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if train_cfg.variant == 'fixmatch':
             self.teacher = self.student
-        else:
-            self.teacher = MODELS.build(detector)
-        if train_cfg.variant in ('sslis', 'meanteacher'):
-            self.freeze(self.teacher)
 
     def loss(self, multi_batch_inputs: Dict[str, Tensor],
              multi_batch_data_samples: Dict[str, SampleList]) -> dict:
