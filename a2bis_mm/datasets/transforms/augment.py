@@ -17,7 +17,7 @@ _MAP_KEYS = ('gt_seg_map', 'gt_skeleton', 'gt_skeleton_inst')
 
 @TRANSFORMS.register_module()
 class RandomRot90(BaseTransform):
-    """Rotate by exactly ``k * 90`` degrees counter-clockwise (as displayed), spec Part B §3.6.
+    """Rotate by exactly ``k * 90`` degrees counter-clockwise (as displayed), as the reference.
 
     mmdet has no exact right-angle rotation and mmrotate's ``Rotate``/``RandomRotate`` warp with
     interpolation (and do not record ``homography_matrix``), which would blur masks and maps;
@@ -131,7 +131,7 @@ class RandomRot90(BaseTransform):
 
 @TRANSFORMS.register_module()
 class JetColormap(BaseTransform):
-    """Grey -> ``cv2.COLORMAP_JET`` input of the reference (spec Part B §3.3, decision D9).
+    """Grey -> ``cv2.COLORMAP_JET`` input of the reference (docs/model.md, D9).
 
     3-channel images are converted with ``BGR2GRAY`` first (what ``cv2.applyColorMap`` does
     internally), 1-channel images are used directly. 16-bit images are scaled to 8 bit by their

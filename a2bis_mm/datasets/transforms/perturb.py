@@ -1,4 +1,4 @@
-"""Photometric perturbation of the SSL-IS teacher and student views (spec Part B §5)."""
+"""Photometric perturbation of the SSL-IS teacher and student views (docs/ssl.md)."""
 from typing import Sequence
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""A2BNet: the single-resolution Atrous-Attention backbone of A2B-IS (spec B §1, decision D1)."""
+"""A2BNet: the single-resolution Atrous-Attention backbone of A2B-IS (docs/model.md, backbone)."""
 from contextlib import nullcontext
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -39,7 +39,7 @@ def spatial_softmax(x: Tensor) -> Tensor:
     """Softmax over all H*W positions, separately per (image, channel), computed in float32.
 
     Autocast is disabled because a 256x256 map gives probabilities near 1.5e-5, which bf16/fp16
-    sum and exponentiate too coarsely (spec §1.4).
+    sum and exponentiate too coarsely (docs/model.md, backbone).
 
     Args:
         x (Tensor): (N, C, H, W) scores.
@@ -56,12 +56,12 @@ def spatial_softmax(x: Tensor) -> Tensor:
 
 
 class AtrousAttentionBlock(BaseModule):
-    """One stride-1 A2B block: LN_in, N atrous (self-attention) branches, 3x3 fusion (spec §1.3).
+    """One stride-1 A2B block: LN_in, N atrous (self-attention) branches, 3x3 fusion.
 
     Branch n (dilation n): ``t = ReLU(1x1(x_n))``; ``k, q, v = ReLU(3x3_dil_n(t))``;
     ``u = softmax_HW(k * q) * v``; every branch output goes through ONE shared ``LN_upd``.
     Output ``LN_out(ReLU(3x3(concat[x_n, u_1..u_N])))``; there is no additive residual.
-    With ``with_attention=False`` (the "no ASA" ablation, §1.5) a branch is
+    With ``with_attention=False`` (the "no ASA" ablation) a branch is
     ``ReLU(3x3_dil_n(ReLU(1x1(x_n))))``.
 
     Args:
@@ -122,18 +122,18 @@ class AtrousAttentionBlock(BaseModule):
 
 @MODELS.register_module()
 class A2BNet(BaseModule):
-    """A2BNet backbone of A2B-IS (spec Part B §1, decision D1).
+    """A2BNet backbone of A2B-IS (docs/model.md, backbone and decision D1).
 
     A 7x7 stride-2 stem conv (bias, no activation) and a channels-first LayerNorm, then four
     stride-1 :class:`AtrousAttentionBlock` (one per stage). There is no further down-sampling, so
     the single output map has stride 2.
 
     Args:
-        arch (str or dict): 'T', 'S', 'B' or 'L' (spec table §1.2), or
+        arch (str or dict): 'T', 'S', 'B' or 'L' (docs/model.md, backbone table), or
             ``dict(channels=[C1, C2, C3, C4], num_asa=[N1, N2, N3, N4])``.
         in_channels (int): Image channels.
         stem_kernel (int): Stem kernel size: 7 (reference code) or 3 (paper Table II).
-        with_attention (bool): False builds the "no ASA" ablation (spec §1.5).
+        with_attention (bool): False builds the "no ASA" ablation of the paper.
         ln_eps (float): Epsilon of all LayerNorms (Keras default 1e-3).
         dilate_scale (int): Branch width of each block is ``C_out // dilate_scale``.
         tf_same_padding (bool): Pad the stem input like TF 'same' (e.g. (2, 3, 2, 3) for k=7),

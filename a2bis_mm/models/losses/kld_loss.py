@@ -1,4 +1,4 @@
-"""Per-anchor KL-divergence loss between rotated boxes seen as 2-D Gaussians (spec D4, B §4.3)."""
+"""Per-anchor KL-divergence loss between rotated boxes seen as 2-D Gaussians (docs/model.md, D4)."""
 from typing import Optional
 
 import torch
@@ -57,7 +57,7 @@ class A2BKLDLoss(nn.Module):
     Args:
         tau (float): Offset of the ``1 - 1/(tau + .)`` transform. Defaults to 1.0.
         reduction (str): 'none', 'mean' or 'sum'. 'mean' with per-anchor weights gives
-            ``mean_i(w_i f_i)`` (spec §4.3). Defaults to 'mean'.
+            ``mean_i(w_i f_i)`` (docs/model.md, D4). Defaults to 'mean'.
         loss_weight (float): Weight of the loss. Defaults to 1.0.
     """
 

@@ -48,7 +48,7 @@ class A2BUpsampleNeck(BaseModule):
         out_channels (int): Channels of the stride-2 output map (the heads' ``in_channels``).
         in_strides (Sequence[int]): Stride of each backbone output, finest first; consecutive
             strides must differ by an integer factor.
-        out_stride (int): Stride of the output map. Defaults to 2 (the A2B-IS stride, spec D1).
+        out_stride (int): Stride of the output map. Defaults to 2 (the A2B-IS stride, docs/model.md).
         conv_cfg (dict, optional): Conv config of all convs. Defaults to None.
         norm_cfg (dict, optional): Norm config of the output convs. Defaults to BN.
         act_cfg (dict): Activation of the output convs. Defaults to ReLU.
