@@ -40,12 +40,12 @@ def test_two_models_and_ground_truth_side_by_side(tool, repo_root, shared_data, 
     cv2.imwrite(str(tmp_path / 'img.png'), img)
     cv2.imwrite(str(tmp_path / 'gt.png'), labels[:160, :160])
     cfg = Config.fromfile(str(repo_root / 'configs/a2bis/a2bis-tiny_a2b_300i_synthetic.py'))
-    cfg.model.seg_head.num_classes = cfg.model.bbox_head.num_classes = 1
+    cfg.model.mask_head.num_classes = 1
     cfg.test_dataloader.dataset.metainfo = dict(classes=('nucleus', ))
     torch.manual_seed(0)
     model = init_a2bis_model(cfg, None)
-    torch.nn.init.normal_(model.seg_head.conv_out.weight, std=0.3)
-    torch.nn.init.normal_(model.skeleton_head.conv_out.weight, std=0.3)
+    torch.nn.init.normal_(model.mask_head.seg_branch.conv_out.weight, std=0.3)
+    torch.nn.init.normal_(model.mask_head.skeleton_branch.conv_out.weight, std=0.3)
     cfg.dump(str(tmp_path / 'm.py'))
     save_checkpoint(model.state_dict(), str(tmp_path / 'm.pth'))
     model_args = ['--model', str(tmp_path / 'm.py'), str(tmp_path / 'm.pth')]

@@ -30,13 +30,12 @@ def model_files(repo_root, tmp_path_factory):
     """Config and checkpoint of an untrained one-class tiny model that finds instances (its last
     convs get random weights; they start at zero, which finds nothing)."""
     cfg = Config.fromfile(str(repo_root / TINY_CONFIG))
-    cfg.model.seg_head.num_classes = 1
-    cfg.model.bbox_head.num_classes = 1
+    cfg.model.mask_head.num_classes = 1
     cfg.test_dataloader.dataset.metainfo = dict(classes=('nucleus', ))
     torch.manual_seed(0)
     model = init_a2bis_model(cfg, None, device='cpu')
-    for head in (model.skeleton_head, model.seg_head):
-        torch.nn.init.normal_(head.conv_out.weight, std=0.3)
+    for branch in (model.mask_head.skeleton_branch, model.mask_head.seg_branch):
+        torch.nn.init.normal_(branch.conv_out.weight, std=0.3)
     folder = tmp_path_factory.mktemp('model')
     cfg.dump(str(folder / 'model.py'))
     save_checkpoint(model.state_dict(), str(folder / 'model.pth'))
