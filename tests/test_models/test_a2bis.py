@@ -64,7 +64,7 @@ def _batch(model, with_objects, training=True):
 @pytest.mark.parametrize('arch,expected', [('t', 3294560), ('s', 7987264), ('b', 22971264),
                                            ('l', 48888768)])
 def test_pannuke_configs_match_spec_parameter_totals(arch, expected):
-    """Spec §1.6, C = 7: the PanNuke configs of every size (built on the meta device)."""
+    """docs/model.md (parameters), C = 7: the PanNuke configs of every size (built on the meta device)."""
     cfg = Config.fromfile(str(CONFIGS / f'a2bis-{arch}_a2b_100e_pannuke-256.py'))
     with torch.device('meta'):
         model = MODELS.build(cfg.model)
@@ -72,7 +72,7 @@ def test_pannuke_configs_match_spec_parameter_totals(arch, expected):
 
 
 def test_b_with_26_classes_matches_spec_total():
-    """Spec §1.6: A2B-IS-B with C = 26 (24 chromosome classes) has 23,015,040 parameters."""
+    """docs/model.md (parameters): A2B-IS-B with C = 26 (24 chromosome classes) has 23,015,040 parameters."""
     cfg = Config.fromfile(str(CONFIGS / 'a2bis-b_a2b_100e_chromosome-512.py')).model
     cfg.mask_head.num_classes = 24
     model = MODELS.build(cfg)

@@ -1,4 +1,4 @@
-"""Tests of the A2BNet backbone (spec Part B §1, decision D1)."""
+"""Tests of the A2BNet backbone (docs/model.md, backbone and decision D1)."""
 import math
 
 import pytest
@@ -14,7 +14,7 @@ def num_params(module: torch.nn.Module) -> int:
 
 
 def block_params(c_in: int, c_out: int, n: int, n_dil_convs: int) -> int:
-    """Spec §1.6 per-block formula; ``n_dil_convs`` is 3 (k, q, v) or 1 (no ASA, v only)."""
+    """The reference's per-block parameter formula; ``n_dil_convs`` is 3 (k, q, v) or 1 (no ASA, v only)."""
     d = c_out // 2
     return (2 * c_in + n * (c_in * d + d + n_dil_convs * (9 * d * d + d))
             + 9 * (c_in + n * d) * c_out + c_out + 2 * d + 2 * c_out)
@@ -117,7 +117,7 @@ def test_spatial_softmax_sums_to_one_in_fp32():
 
 
 def test_block_branch_is_softmax_attention():
-    """LN_upd receives u = softmax_HW(k*q) * v of each branch with dilation n (spec §1.3)."""
+    """LN_upd receives u = softmax_HW(k*q) * v of each branch with dilation n (docs/model.md, backbone)."""
     torch.manual_seed(0)
     block = AtrousAttentionBlock(8, 16, num_asa=2)
     block.init_weights()

@@ -1,4 +1,4 @@
-"""A2BKLDLoss against a float64 matrix KL divergence; mmdet losses against spec §4.1/§4.2."""
+"""A2BKLDLoss against a float64 matrix KL divergence; mmdet losses against docs/model.md D2/D3."""
 import math
 
 import pytest
@@ -96,7 +96,7 @@ def test_kld_weighted_mean_and_gradient():
     loss_fn = MODELS.build(dict(type='A2BKLDLoss', tau=1.0, loss_weight=2.0))
     per_box = MODELS.build(dict(type='A2BKLDLoss', reduction='none'))(pred, target)
     loss = loss_fn(pred, target, weight)
-    # spec §4.3: mean_i(w_i f_i), times loss_weight
+    # docs/model.md, D4: mean_i(w_i f_i), times loss_weight
     assert loss.item() == pytest.approx(2.0 * (3 * per_box[0].item() + per_box[1].item()) / 2)
     loss.backward()
     assert torch.isfinite(pred.grad).all() and pred.grad[0].abs().sum() > 0
@@ -105,7 +105,10 @@ def test_kld_weighted_mean_and_gradient():
 
 
 def test_gaussian_focal_loss_is_spec_centernet_form():
-    """mmdet's GaussianFocalLoss == spec §4.1 (up to its log epsilon 1e-12 vs 1e-5)."""
+    """mmdet's GaussianFocalLoss == the reference's focal loss (docs/model.md, D2).
+
+    Up to its log epsilon 1e-12 vs 1e-5.
+    """
     gen = torch.Generator().manual_seed(3)
     p = torch.rand(2, 1, 8, 8, generator=gen) * 0.98 + 0.01
     y = torch.rand(2, 1, 8, 8, generator=gen) * 0.9
