@@ -5,4 +5,4 @@ _base_ = [
     '../_base_/schedules/adam_exp_50e.py', '../_base_/default_runtime.py'
 ]
 model = dict(
-    mask_head=dict(num_classes={{_base_.num_classes}}))
+    mask_head=dict(num_classes=_base_.num_classes))

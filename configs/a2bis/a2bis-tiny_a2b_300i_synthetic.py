@@ -6,7 +6,7 @@ _base_ = [
 ]
 model = dict(
     backbone=dict(_delete_=True, type='A2BNet', arch=dict(channels=[8, 16, 16, 32], num_asa=[1, 1, 1, 1])),
-    mask_head=dict(num_classes={{_base_.num_classes}}, in_channels=32, feat_channels=32))
+    mask_head=dict(num_classes=_base_.num_classes, in_channels=32, feat_channels=32))
 
 max_iters = 300
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
@@ -24,12 +24,12 @@ log_processor = dict(by_epoch=False)
 # 128x128 training crops (4x fewer pixels than the 256x256 images) keep 300 steps in minutes on a
 # CPU; the targets are generated after the crop, validation runs on the full images.
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
+    dict(type='LoadImageFromFile', backend_args=_base_.backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='RandomCrop', crop_size=(128, 128), allow_negative_crop=False),
     dict(type='RandomFlip', prob=[0.25, 0.25], direction=['horizontal', 'vertical']),
     dict(type='RandomRot90', prob=0.75),
-    dict(type='GenerateA2BTargets', num_classes={{_base_.num_classes}}, stride=2),
+    dict(type='GenerateA2BTargets', num_classes=_base_.num_classes, stride=2),
     dict(type='PackA2BInputs'),
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

@@ -1,9 +1,10 @@
 # Mask Scoring R-CNN R50-FPN on consep-256 (4 classes, 256x256), trained from scratch.
 _base_ = ['./_base_/consep-256_mmdet.py']
-# The model (and optimiser) of mmdet 3.3's own config (shipped in the wheel); see the base for why it is
-# read with get_config instead of being listed in _base_.
-__mmdet = __import__('mmengine.hub', fromlist=['get_config']).get_config(
-    'mmdet::ms_rcnn/ms-rcnn_r50_fpn_1x_coco.py')
+# The model (and optimiser) of mmdet 3.3's own config (shipped in the wheel), read with get_config: see
+# the base for why it is not listed in _base_ (mmengine drops the `__` names from the config).
+from mmengine.hub import get_config  # noqa: E402  (after _base_: mmengine's lazy-import check)
+
+__mmdet = get_config('mmdet::ms_rcnn/ms-rcnn_r50_fpn_1x_coco.py')
 model = __mmdet.model
 model.backbone.update(_base_.scratch_backbone)
 model.rpn_head.anchor_generator.scales = _base_.rpn_anchor_scales

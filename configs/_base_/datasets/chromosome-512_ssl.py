@@ -1,5 +1,5 @@
-# SSL-IS data (spec D6, Part B §5): labelled chromosome_pairs + an unlabeled image folder (the
-# real metaphases in ../shared/data/metaphase_unlabeled), mixed 1 + 1 per batch as the reference.
+# SSL-IS data (docs/ssl.md): labelled chromosome_pairs + an unlabeled image folder (the real
+# metaphases in ../shared/data/metaphase_unlabeled), mixed 1 + 1 per batch as the reference.
 # One geometric augmentation per unlabeled image is applied before MultiBranch, so the teacher
 # and student views share it; each view then gets its own photometric draw and the JET input.
 # Point the unlabeled source at any image folder with
@@ -13,12 +13,12 @@ branch_field = ['sup', 'unsup_teacher', 'unsup_student']
 source_ratio = [1, 1]
 
 sup_pipeline = [
-    dict(type='LoadMicroscopyImage', backend_args={{_base_.backend_args}}),
+    dict(type='LoadMicroscopyImage', backend_args=_base_.backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=False),
     dict(type='Resize', scale=(input_size, input_size), keep_ratio=True),
     dict(type='RandomFlip', prob=[0.25, 0.25], direction=['horizontal', 'vertical']),
     dict(type='RandomRot90', prob=0.75),
-    dict(type='GenerateA2BTargets', num_classes={{_base_.num_classes}}, stride=2),
+    dict(type='GenerateA2BTargets', num_classes=_base_.num_classes, stride=2),
     dict(type='JetColormap'),
     dict(type='MultiBranch', branch_field=branch_field, sup=[dict(type='PackA2BInputs')]),
 ]
@@ -29,7 +29,7 @@ unsup_view = [
     dict(type='PackA2BInputs'),
 ]
 unsup_pipeline = [
-    dict(type='LoadMicroscopyImage', backend_args={{_base_.backend_args}}),
+    dict(type='LoadMicroscopyImage', backend_args=_base_.backend_args),
     dict(type='Resize', scale=(input_size, input_size), keep_ratio=True),
     dict(type='RandomFlip', prob=[0.25, 0.25], direction=['horizontal', 'vertical']),
     dict(type='RandomRot90', prob=0.75),
@@ -38,16 +38,16 @@ unsup_pipeline = [
 ]
 
 labeled_dataset = dict(
-    type={{_base_.dataset_type}},
-    data_root={{_base_.data_root}},
-    metainfo={{_base_.metainfo}},
+    type=_base_.dataset_type,
+    data_root=_base_.data_root,
+    metainfo=_base_.metainfo,
     data_prefix=dict(img='train/'),
     filter_cfg=dict(filter_empty_gt=True),
     pipeline=sup_pipeline)
 unlabeled_dataset = dict(
     type='UnlabeledImageFolderDataset',
     data_root=unlabeled_root,
-    metainfo={{_base_.metainfo}},  # ConcatDataset needs equal metainfo
+    metainfo=_base_.metainfo,  # ConcatDataset needs equal metainfo
     pipeline=unsup_pipeline)
 
 train_dataloader = dict(

@@ -2,15 +2,16 @@
 # Read straight from the label maps by InstanceMapDataset; image01-09 train (random 256 crops),
 # image10-12 validation (whole tiles). Point elsewhere with
 #   --cfg-options train_dataloader.dataset.data_root=... val_dataloader.dataset.data_root=...
+_base_ = './default_loaders.py'
+
 dataset_type = 'InstanceMapDataset'
 data_root = '../shared/data/cpm15/'
 classes = ('nucleus', )
 metainfo = dict(classes=classes)
 num_classes = len(classes)
-backend_args = None
 
 train_pipeline = [
-    dict(type='LoadMicroscopyImage', backend_args=backend_args),  # RGBA -> RGB
+    dict(type='LoadMicroscopyImage', backend_args=_base_.backend_args),  # RGBA -> RGB
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),  # RLE from the label maps
     # mmdet's RandomCrop crops masks too; nuclei cut by the tile border are kept, boxes are
     # recomputed from the cropped masks, and FilterAnnotations drops remnants under 20 px.
@@ -23,17 +24,12 @@ train_pipeline = [
     dict(type='PackA2BInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadMicroscopyImage', backend_args=backend_args),
+    dict(type='LoadMicroscopyImage', backend_args=_base_.backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackA2BInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+    dict(type='PackA2BInputs', meta_keys=_base_.test_meta_keys),
 ]
 
 train_dataloader = dict(
-    batch_size=2,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
@@ -41,27 +37,13 @@ train_dataloader = dict(
         data_prefix=dict(img='images/', ann='labels/'),
         split=[f'image{i:02d}' for i in range(1, 10)],
         filter_cfg=dict(filter_empty_gt=True),
-        pipeline=train_pipeline,
-        backend_args=backend_args))
+        pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=1,
-    num_workers=1,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
         metainfo=metainfo,
         data_prefix=dict(img='images/', ann='labels/'),
         split=['image10', 'image11', 'image12'],
-        test_mode=True,
-        pipeline=test_pipeline,
-        backend_args=backend_args))
+        pipeline=test_pipeline))
 test_dataloader = val_dataloader
-
-val_evaluator = [
-    dict(type='PanopticQualityMetric'),
-    dict(type='InstanceAP50Metric'),
-]
-test_evaluator = val_evaluator

@@ -2,15 +2,16 @@
 # mmdet CocoDataset loads the polygons (kept as PolygonMasks: poly2mask=False); random 256 crops for
 # training, whole 512 tiles for validation. Point elsewhere with
 #   --cfg-options train_dataloader.dataset.data_root=... val_dataloader.dataset.data_root=...
+_base_ = './default_loaders.py'
+
 dataset_type = 'CocoDataset'
 data_root = '../shared/data/gbm40/'
 classes = ('nucleus', )
 metainfo = dict(classes=classes)
 num_classes = len(classes)
-backend_args = None
 
 train_pipeline = [
-    dict(type='LoadMicroscopyImage', backend_args=backend_args),  # 8-bit RGB TIFF
+    dict(type='LoadMicroscopyImage', backend_args=_base_.backend_args),  # 8-bit RGB TIFF
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=False),
     # mmdet's RandomCrop crops polygons too (shapely); nuclei cut by the tile border are kept,
     # boxes are recomputed from the cropped masks, and FilterAnnotations drops remnants under 20 px.
@@ -23,43 +24,24 @@ train_pipeline = [
     dict(type='PackA2BInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadMicroscopyImage', backend_args=backend_args),
+    dict(type='LoadMicroscopyImage', backend_args=_base_.backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=False),
-    dict(type='PackA2BInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+    dict(type='PackA2BInputs', meta_keys=_base_.test_meta_keys),
 ]
 
 train_dataloader = dict(
-    batch_size=2,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
         metainfo=metainfo,
         ann_file='train.json', data_prefix=dict(img='images/'),
         filter_cfg=dict(filter_empty_gt=True),
-        pipeline=train_pipeline,
-        backend_args=backend_args))
+        pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=1,
-    num_workers=1,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
         metainfo=metainfo,
         ann_file='val.json', data_prefix=dict(img='images/'),
-        test_mode=True,
-        pipeline=test_pipeline,
-        backend_args=backend_args))
+        pipeline=test_pipeline))
 test_dataloader = val_dataloader
-
-val_evaluator = [
-    dict(type='PanopticQualityMetric'),
-    dict(type='InstanceAP50Metric'),
-]
-test_evaluator = val_evaluator

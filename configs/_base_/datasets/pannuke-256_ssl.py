@@ -1,4 +1,4 @@
-# SSL-IS data for PanNuke (the paper's setting, spec Part B §5): labelled folds 1 + 2 and a
+# SSL-IS data for PanNuke (the paper's setting, docs/ssl.md): labelled folds 1 + 2 and a
 # folder of unlabeled 256x256 H&E images, 2 labelled + 1 unlabeled per batch. The teacher and
 # student views share the flips/rotation and draw their brightness/contrast independently.
 # PanNuke is not in ../shared/data (docs/datasets.md); point the folder elsewhere with
@@ -10,19 +10,17 @@ branch_field = ['sup', 'unsup_teacher', 'unsup_student']
 source_ratio = [2, 1]
 
 sup_pipeline = [
-    dict(type='LoadMicroscopyImage', backend_args={{_base_.backend_args}}),
+    dict(type='LoadMicroscopyImage', backend_args=_base_.backend_args),
     dict(type='LoadPanNukeAnnotations', with_bbox=True, with_mask=True),
     dict(type='RandomFlip', prob=[0.25, 0.25], direction=['horizontal', 'vertical']),
     dict(type='RandomRot90', prob=0.75),
-    dict(type='GenerateA2BTargets', num_classes={{_base_.num_classes}}, stride=2),
+    dict(type='GenerateA2BTargets', num_classes=_base_.num_classes, stride=2),
     dict(type='MultiBranch', branch_field=branch_field,
-         sup=[dict(type='PackA2BInputs',
-                   meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor',
-                              'flip', 'flip_direction', 'homography_matrix', 'tissue'))]),
+         sup=[dict(type='PackA2BInputs', meta_keys=_base_.train_meta_keys)]),
 ]
 unsup_view = [dict(type='A2BPhotometricPerturb'), dict(type='PackA2BInputs')]
 unsup_pipeline = [
-    dict(type='LoadMicroscopyImage', backend_args={{_base_.backend_args}}),
+    dict(type='LoadMicroscopyImage', backend_args=_base_.backend_args),
     dict(type='RandomFlip', prob=[0.25, 0.25], direction=['horizontal', 'vertical']),
     dict(type='RandomRot90', prob=0.75),
     dict(type='MultiBranch', branch_field=branch_field, unsup_teacher=unsup_view,
@@ -30,15 +28,15 @@ unsup_pipeline = [
 ]
 
 labeled_dataset = dict(
-    type={{_base_.dataset_type}},
-    data_root={{_base_.data_root}},
-    metainfo={{_base_.metainfo}},
+    type=_base_.dataset_type,
+    data_root=_base_.data_root,
+    metainfo=_base_.metainfo,
     folds=['Fold 1', 'Fold 2'],
     pipeline=sup_pipeline)
 unlabeled_dataset = dict(
     type='UnlabeledImageFolderDataset',
     data_root=unlabeled_root,
-    metainfo={{_base_.metainfo}},
+    metainfo=_base_.metainfo,
     pipeline=unsup_pipeline)
 
 train_dataloader = dict(

@@ -23,8 +23,7 @@ test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=_base_.backend_args),
     dict(type='Resize', scale=image_size, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+    dict(type='PackDetInputs', meta_keys=_base_.test_meta_keys),
 ]
 train_dataloader = dict(
     batch_size=batch_size,
@@ -36,8 +35,7 @@ test_dataloader = val_dataloader
 # The A2B-IS evaluators (they accept horizontal boxes + masks and derive rotated boxes from the
 # masks) plus COCO segm AP with up to 1000 detections per image (patches hold up to 189 nuclei).
 val_evaluator = [
-    dict(type='PanopticQualityMetric'),
-    dict(type='InstanceAP50Metric'),
+    *_base_.val_evaluator,
     dict(type='CocoMetric', ann_file=_base_.data_root + 'val.json', metric='segm',
          proposal_nums=(100, 300, 1000), backend_args=_base_.backend_args),
 ]
