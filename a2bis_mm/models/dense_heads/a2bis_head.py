@@ -255,7 +255,8 @@ class A2BISHead(BaseMaskHead):
         """Raw maps of the first (only) feature level.
 
         Args:
-            x (tuple[Tensor]): Features; ``x[0]`` is the stride-s map (B, C4, h, w).
+            x (tuple[Tensor]): ``x[0]`` is the stride-s map (B, C4, h, w); ``A2BIS`` passes the
+                normalised image (B, 3, H, W) as ``x[1]`` (unused by the three branches).
 
         Returns:
             tuple[Tensor]: Skeleton logits (B, 1, h, w), class logits (B, N + 2, h, w) and box
@@ -402,7 +403,7 @@ class A2BISHead(BaseMaskHead):
         """Forward the features and compute the losses.
 
         Args:
-            x (tuple[Tensor]): Features; ``x[0]`` is the stride-s map.
+            x (tuple[Tensor]): ``x[0]`` is the stride-s map, ``x[1]`` the normalised image.
             batch_data_samples (list[DetDataSample]): Samples with ``gt_instances``,
                 ``gt_sem_seg`` and ``gt_skeleton`` (``PackA2BInputs``).
             **kwargs: Ignored (``positive_infos`` of ``SingleStageInstanceSegmentor``).

@@ -80,12 +80,14 @@ class A2BIS(SingleStageInstanceSegmentor):
                     break
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor]:
-        """The stride-s feature map, as a one-level tuple ``(F,)`` with F (B, C4, h, w)."""
+    def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor, Tensor]:
+        """The head's two levels: the stride-s feature map F (B, C4, h, w) and the normalised
+        image (B, 3, H, W) itself (stride 1), which a full-resolution branch of the head may use.
+        """
         x = self.backbone(batch_inputs)
         if self.with_neck:
             x = self.neck(x)
-        return (x[0] if isinstance(x, (list, tuple)) else x, )
+        return (x[0] if isinstance(x, (list, tuple)) else x, batch_inputs)
 
     def _forward(self,
                  batch_inputs: Tensor,
