@@ -1,5 +1,6 @@
 """Labelled progress bars in mmengine's style for the long steps of the inference tools."""
 import sys
+import time
 from typing import Iterable, Iterator, Optional, TextIO, TypeVar
 
 from mmengine.utils import ProgressBar
@@ -33,12 +34,14 @@ class _LabelledFile:
 
 
 def track(iterable: Iterable[T], total: int, label: str, enable: bool = True,
-          updates: int = 100, stream: Optional[TextIO] = None) -> Iterator[T]:
+          updates: int = 100, min_interval: float = 0.2,
+          stream: Optional[TextIO] = None) -> Iterator[T]:
     """Yield the items of ``iterable`` while an mmengine ``ProgressBar`` labelled ``label`` runs.
 
     Like ``mmengine.utils.track_iter_progress`` plus a label, and the bar is redrawn at most
-    ``updates`` times: redrawing it for each of thousands of instances would cost more than the
-    work it reports.
+    ``updates`` times and at most every ``min_interval`` seconds (and once at the end): redrawing
+    it for each of thousands of instances would cost more than the work it reports, and would fill
+    logs with redraws of steps that take a fraction of a second.
 
     Args:
         iterable: The items.
@@ -46,6 +49,7 @@ def track(iterable: Iterable[T], total: int, label: str, enable: bool = True,
         label: Name of the step, written in front of the bar.
         enable: False yields the items without any output.
         updates: Most redraws of the bar.
+        min_interval: Least seconds between two redraws.
         stream: Where the bar goes; default ``sys.stdout`` (looked up at call time, so that
             pytest's capture sees it).
     """
@@ -53,14 +57,14 @@ def track(iterable: Iterable[T], total: int, label: str, enable: bool = True,
         yield from iterable
         return
     bar = ProgressBar(total, bar_width=30, file=_LabelledFile(stream or sys.stdout, label))
-    step, pending = max(1, total // updates), 0
+    step, pending, last = max(1, total // updates), 0, time.monotonic()
     try:
         for item in iterable:
             yield item
             pending += 1
-            if pending >= step:
+            if pending >= step and time.monotonic() - last >= min_interval:
                 bar.update(pending)
-                pending = 0
+                pending, last = 0, time.monotonic()
         if pending:
             bar.update(pending)
     finally:
