@@ -30,9 +30,18 @@ class LayerNorm2d(nn.LayerNorm):
         if x.dim() != 4:
             raise ValueError(
                 f'LayerNorm2d expects an (N, C, H, W) tensor, got shape {tuple(x.shape)}')
+        fmt = _memory_format(x)
         x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
                          self.eps)
-        return x.permute(0, 3, 1, 2).contiguous()
+        # keep the input's layout: a channels_last map stays channels_last without a copy
+        return x.permute(0, 3, 1, 2).contiguous(memory_format=fmt)
+
+
+def _memory_format(x: Tensor) -> torch.memory_format:
+    """``torch.channels_last`` for an NHWC-strided 4-D map (channels_last training), else NCHW."""
+    nhwc = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
+        memory_format=torch.channels_last)
+    return torch.channels_last if nhwc else torch.contiguous_format
 
 
 def spatial_softmax(x: Tensor) -> Tensor:
@@ -52,6 +61,11 @@ def spatial_softmax(x: Tensor) -> Tensor:
     no_autocast = (torch.autocast(device_type=device_type, enabled=False)
                    if torch.amp.is_autocast_available(device_type) else nullcontext())
     with no_autocast:
+        if _memory_format(x) == torch.channels_last:
+            # NHWC memory is (N, H*W, C): reduce over dim 1 in place of an NCHW copy
+            n, c, h, w = x.shape
+            y = torch.softmax(x.float().permute(0, 2, 3, 1).reshape(n, h * w, c), dim=1)
+            return y.view(n, h, w, c).permute(0, 3, 1, 2)
         return torch.softmax(x.float().flatten(2), dim=-1).view(x.shape)
 
 
