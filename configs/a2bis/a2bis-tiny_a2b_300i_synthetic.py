@@ -29,7 +29,7 @@ train_pipeline = [
     dict(type='RandomCrop', crop_size=(128, 128), allow_negative_crop=False),
     dict(type='RandomFlip', prob=[0.25, 0.25], direction=['horizontal', 'vertical']),
     dict(type='RandomRot90', prob=0.75),
-    dict(type='GenerateA2BTargets', num_classes=_base_.num_classes, stride=2),
+    dict(type='GenerateA2BTargets', stride=2),
     dict(type='PackA2BInputs'),
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

@@ -1,4 +1,4 @@
-# Cross pseudo supervision (CPS) comparison of the paper's Fig. 12 (spec Part B §5): two
+# Cross pseudo supervision (CPS) comparison of the paper's Fig. 12 (docs/ssl.md): two
 # differently initialised A2B-IS models, both trained on the labelled images, each pulled to the
 # other's detached maps by the masked MSE on its own independently perturbed view; no EMA.
 # Do not load_from one plain checkpoint: it would make the two models identical.

@@ -1,4 +1,4 @@
-# FixMatch comparison of the paper's Fig. 12 (spec Part B §5): one model (shared weights, no EMA);
+# FixMatch comparison of the paper's Fig. 12 (docs/ssl.md): one model (shared weights, no EMA);
 # its prediction on the weak (unperturbed) view gives pseudo-labels for the strong (perturbed)
 # view: CE on seg where the weak max probability > 0.5 (>= 100 px) + masked MSE on [S, deltas]
 # (reference_channels=True: [S, dx], what the reference computed).

@@ -1,4 +1,4 @@
-# Mean-Teacher comparison of the paper's Fig. 12 (spec Part B §5): the EMA teacher and the student
+# Mean-Teacher comparison of the paper's Fig. 12 (docs/ssl.md): the EMA teacher and the student
 # see the same unperturbed view, and the masked MSE is applied to the labelled images as well.
 _base_ = './a2bis-t_ssl_100e_chromosome-512.py'
 

@@ -81,6 +81,7 @@ def test_chromseg_ssl_variant_maps_24_classes(repo_root):
     ds = cfg.train_dataloader.dataset
     assert len(ds.metainfo['classes']) == 24 and ds.data_prefix.img == 'train_labelme/'
     assert ds.label_map['22'] == 21 and ds.label_map['24'] == 'Y'
+    assert cfg.num_classes == 24  # what a model config sets as mask_head.num_classes
     targets = [t for t in ds.pipeline if t['type'] == 'GenerateA2BTargets']
-    assert targets[0]['num_classes'] == 24
+    assert len(targets) == 1 and 'num_classes' not in targets[0]  # the model owns it
     assert cfg.val_dataloader.dataset.pipeline[2]['type'] == 'LoadAnnotations'  # after Resize

@@ -18,7 +18,7 @@ sup_pipeline = [
     dict(type='Resize', scale=(input_size, input_size), keep_ratio=True),
     dict(type='RandomFlip', prob=[0.25, 0.25], direction=['horizontal', 'vertical']),
     dict(type='RandomRot90', prob=0.75),
-    dict(type='GenerateA2BTargets', num_classes=_base_.num_classes, stride=2),
+    dict(type='GenerateA2BTargets', stride=2),
     dict(type='JetColormap'),
     dict(type='MultiBranch', branch_field=branch_field, sup=[dict(type='PackA2BInputs')]),
 ]

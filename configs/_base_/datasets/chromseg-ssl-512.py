@@ -19,7 +19,7 @@ train_pipeline = [
     dict(type='Resize', scale=(512, 512), keep_ratio=True),  # 1600 -> 512
     dict(type='RandomFlip', prob=[0.25, 0.25], direction=['horizontal', 'vertical']),
     dict(type='RandomRot90', prob=0.75),
-    dict(type='GenerateA2BTargets', num_classes=num_classes, stride=2),
+    dict(type='GenerateA2BTargets', stride=2),
     dict(type='JetColormap'),
     dict(type='PackA2BInputs'),
 ]

@@ -20,7 +20,7 @@ train_pipeline = [
          keep_empty=False),
     dict(type='RandomFlip', prob=[0.25, 0.25], direction=['horizontal', 'vertical']),
     dict(type='RandomRot90', prob=0.75),
-    dict(type='GenerateA2BTargets', num_classes=num_classes, stride=2),
+    dict(type='GenerateA2BTargets', stride=2),
     dict(type='PackA2BInputs'),
 ]
 test_pipeline = [

@@ -14,7 +14,7 @@ sup_pipeline = [
     dict(type='LoadPanNukeAnnotations', with_bbox=True, with_mask=True),
     dict(type='RandomFlip', prob=[0.25, 0.25], direction=['horizontal', 'vertical']),
     dict(type='RandomRot90', prob=0.75),
-    dict(type='GenerateA2BTargets', num_classes=_base_.num_classes, stride=2),
+    dict(type='GenerateA2BTargets', stride=2),
     dict(type='MultiBranch', branch_field=branch_field,
          sup=[dict(type='PackA2BInputs', meta_keys=_base_.train_meta_keys)]),
 ]

@@ -13,7 +13,7 @@ train_pipeline = [
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='RandomFlip', prob=[0.25, 0.25], direction=['horizontal', 'vertical']),
     dict(type='RandomRot90', prob=0.75),
-    dict(type='GenerateA2BTargets', num_classes=num_classes, stride=2),
+    dict(type='GenerateA2BTargets', stride=2),
     dict(type='PackA2BInputs'),
 ]
 test_pipeline = [

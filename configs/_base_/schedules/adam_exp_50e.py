@@ -1,4 +1,4 @@
-# Reference optimisation (spec B §7): Adam(1e-4, eps 1e-7), no weight decay, no clipping,
+# Reference optimisation (docs/model.md): Adam(1e-4, eps 1e-7), no weight decay, no clipping,
 # learning rate x0.97 after every epoch (staircase).
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=50, val_interval=5)
 val_cfg = dict(type='ValLoop')
