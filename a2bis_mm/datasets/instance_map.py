@@ -6,11 +6,20 @@ from typing import List, Optional, Sequence, Union
 from mmdet.datasets import BaseDetDataset
 from mmdet.registry import DATASETS
 
-from .utils import IMG_EXTENSIONS, label_map_to_instances, log_skip, probe_image, read_label_map
+from a2bis_mm.utils.errors import DatasetError, DatasetNotFoundError
+
+from .utils import (
+    IMG_EXTENSIONS,
+    FilterEmptyGTMixin,
+    label_map_to_instances,
+    log_skip,
+    probe_image,
+    read_label_map,
+)
 
 
 @DATASETS.register_module()
-class InstanceMapDataset(BaseDetDataset):
+class InstanceMapDataset(FilterEmptyGTMixin, BaseDetDataset):
     """Images + instance label maps (+ optional class maps) read straight from their folders.
 
     ``data_prefix=dict(img=..., ann=...)`` names the image and label folders (joined to
@@ -21,7 +30,8 @@ class InstanceMapDataset(BaseDetDataset):
     masks, so the plain ``LoadAnnotations(with_mask=True)`` (``poly2mask=True``) loads them.
 
     Files that cannot be read, label maps of another size than their image and instances of an
-    unknown class are logged and skipped; the rest loads.
+    unknown class are logged and skipped; the rest loads. ``filter_cfg=dict(filter_empty_gt=True)``
+    leaves images without instances out of training.
 
     Args:
         inst_suffix: suffix replacing the image extension to name the instance map.
@@ -54,7 +64,7 @@ class InstanceMapDataset(BaseDetDataset):
         if isinstance(names, str):
             path = osp.join(self.data_root, names) if self.data_root else names
             if not osp.isfile(path):
-                raise FileNotFoundError(f'split file {path} does not exist')
+                raise DatasetNotFoundError(f'split file {path} does not exist')
             with open(path, encoding='utf-8') as f:
                 names = [line.strip() for line in f if line.strip()]
         return {osp.splitext(osp.basename(n))[0] for n in names}
@@ -64,7 +74,7 @@ class InstanceMapDataset(BaseDetDataset):
         img_dir = self.data_prefix.get('img', '')
         ann_dir = self.data_prefix.get('ann', '')
         if not osp.isdir(img_dir):
-            raise FileNotFoundError(f'image folder {img_dir} does not exist')
+            raise DatasetNotFoundError(f'image folder {img_dir} does not exist')
         wanted = self._split_names()
         paths = sorted(
             p for p in glob.glob(osp.join(img_dir, self.img_glob))
@@ -73,7 +83,7 @@ class InstanceMapDataset(BaseDetDataset):
         if wanted is not None:
             missing = sorted(wanted - set(names))
             if missing:
-                raise FileNotFoundError(f'split names without an image in {img_dir}: {missing}')
+                raise DatasetNotFoundError(f'split names without an image in {img_dir}: {missing}')
             paths = [p for p, n in zip(paths, names) if n in wanted]
         num_classes = len(self.metainfo['classes'])
         data_list = []
@@ -99,6 +109,6 @@ class InstanceMapDataset(BaseDetDataset):
                                                       num_classes=num_classes,
                                                       source=inst_path)))
         if not data_list:
-            raise ValueError(f'InstanceMapDataset: no usable image/label pair in {img_dir} '
+            raise DatasetError(f'InstanceMapDataset: no usable image/label pair in {img_dir} '
                              f'(glob {self.img_glob!r}, labels in {ann_dir})')
         return data_list

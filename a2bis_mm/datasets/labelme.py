@@ -9,12 +9,24 @@ from typing import Dict, List, Optional, Union
 import numpy as np
 from mmdet.datasets import BaseDetDataset
 from mmdet.registry import DATASETS
+from shapely.geometry import Polygon, box
+from shapely.validation import make_valid
 
-from .utils import log_skip, probe_image
+from a2bis_mm.utils.errors import DatasetError, DatasetNotFoundError
+
+from .utils import FilterEmptyGTMixin, log_skip, probe_image
+
+
+def _outside(points: np.ndarray, height: int, width: int) -> bool:
+    """True if the polygon does not overlap the image (its area inside the image is 0)."""
+    (x0, y0), (x1, y1) = points.min(0), points.max(0)
+    if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+        return True
+    return make_valid(Polygon(points)).intersection(box(0, 0, width, height)).area == 0
 
 
 @DATASETS.register_module()
-class LabelMeDataset(BaseDetDataset):
+class LabelMeDataset(FilterEmptyGTMixin, BaseDetDataset):
     """LabelMe JSON files found recursively below ``data_prefix['img']`` (joined to ``data_root``).
 
     The image is ``imagePath`` (relative to the JSON) when that file exists, else the base64
@@ -27,7 +39,8 @@ class LabelMeDataset(BaseDetDataset):
 
     Skipped with a logged message naming the file (and the shape index): empty or invalid JSON,
     a missing image without ``imageData``, an unreadable image, shapes with fewer than 3 points,
-    labels outside ``label_map``.
+    labels outside ``label_map``, polygons entirely outside the image. With
+    ``filter_cfg=dict(filter_empty_gt=True)`` a file left without instances is not used for training.
 
     Args:
         label_map: LabelMe label -> class (0-based index or class name of the metainfo). None
@@ -50,11 +63,11 @@ class LabelMeDataset(BaseDetDataset):
         for label, cls in self.label_map.items():
             if isinstance(cls, str):
                 if cls not in classes:
-                    raise ValueError(f'label_map maps {label!r} to {cls!r}, not a class of '
+                    raise DatasetError(f'label_map maps {label!r} to {cls!r}, not a class of '
                                      f'{classes}')
                 cls = classes.index(cls)
             if not 0 <= cls < len(classes):
-                raise ValueError(f'label_map maps {label!r} to index {cls}, outside '
+                raise DatasetError(f'label_map maps {label!r} to index {cls}, outside '
                                  f'0..{len(classes) - 1}')
             index[str(label)] = int(cls)
         return index
@@ -91,6 +104,10 @@ class LabelMeDataset(BaseDetDataset):
                 log_skip(f'LabelMeDataset: {json_path}: shape {k} ({label!r}) has '
                          f'{len(points)} points, a polygon needs 3; shape skipped')
                 continue
+            if _outside(points, height, width):
+                log_skip(f'LabelMeDataset: {json_path}: shape {k} ({label!r}) lies entirely outside '
+                         f'the {width}x{height} image; shape skipped')
+                continue
             gid = shape.get('group_id')
             inst = groups.setdefault((label, k) if gid is None else (label, 'group', gid),
                                      dict(bbox_label=class_index[label], mask=[], points=[]))
@@ -109,7 +126,7 @@ class LabelMeDataset(BaseDetDataset):
         """Read every ``*.json`` below the image folder; skip (and log) what cannot be used."""
         root = self.data_prefix.get('img', '') or self.data_root
         if not osp.isdir(root):
-            raise FileNotFoundError(f'LabelMe folder {root} does not exist')
+            raise DatasetNotFoundError(f'LabelMe folder {root} does not exist')
         class_index = self._class_index()
         data_list = []
         for json_path in sorted(glob.glob(osp.join(glob.escape(root), '**', '*.json'),
@@ -131,5 +148,5 @@ class LabelMeDataset(BaseDetDataset):
                      height=height, width=width,
                      instances=self._instances(json_path, shapes, class_index, height, width)))
         if not data_list:
-            raise ValueError(f'LabelMeDataset: no usable LabelMe file below {root}')
+            raise DatasetError(f'LabelMeDataset: no usable LabelMe file below {root}')
         return data_list

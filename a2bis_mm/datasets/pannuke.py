@@ -7,6 +7,8 @@ import numpy as np
 from mmdet.datasets import BaseDetDataset
 from mmdet.registry import DATASETS
 
+from a2bis_mm.utils.errors import DatasetError, DatasetNotFoundError
+
 from .utils import open_npy_stack
 
 PANNUKE_CLASSES = ('neoplastic', 'inflammatory', 'connective', 'dead', 'epithelial')
@@ -19,16 +21,16 @@ def find_fold_files(fold_dir: str) -> Dict[str, str]:
     ``Fold 1/masks/fold1/masks.npy``); a flat folder works too.
 
     Raises:
-        FileNotFoundError: if a file is missing or found more than once.
+        DatasetNotFoundError: (a ``FileNotFoundError``) if a file is missing or found more than once.
     """
     if not osp.isdir(fold_dir):
-        raise FileNotFoundError(f'PanNuke fold folder {fold_dir} does not exist')
+        raise DatasetNotFoundError(f'PanNuke fold folder {fold_dir} does not exist')
     files = {}
     for name in ('images', 'masks', 'types'):
         found = sorted(glob.glob(osp.join(glob.escape(fold_dir), '**', f'{name}.npy'),
                                  recursive=True))
         if len(found) != 1:
-            raise FileNotFoundError(
+            raise DatasetNotFoundError(
                 f'expected one {name}.npy below {fold_dir}, found {len(found)}: {found}')
         files[name] = found[0]
     return files
@@ -42,7 +44,7 @@ def open_fold(fold_dir: str) -> Dict[str, np.ndarray]:
         names, and ``files`` (the paths).
 
     Raises:
-        ValueError: if shapes disagree (message names the fold and the shapes).
+        DatasetError: (a ``ValueError``) if shapes disagree (message names the fold and the shapes).
     """
     files = find_fold_files(fold_dir)
     images = open_npy_stack(files['images'])
@@ -50,7 +52,7 @@ def open_fold(fold_dir: str) -> Dict[str, np.ndarray]:
     types = np.load(files['types'])
     if (images.ndim != 4 or images.shape[3] != 3 or masks.ndim != 4 or masks.shape[3] < 5
             or images.shape[:3] != masks.shape[:3] or types.shape != images.shape[:1]):
-        raise ValueError(f'PanNuke fold {fold_dir}: images {images.shape}, masks {masks.shape}, '
+        raise DatasetError(f'PanNuke fold {fold_dir}: images {images.shape}, masks {masks.shape}, '
                          f'types {types.shape} do not fit (N,H,W,3), (N,H,W,6), (N,)')
     return dict(images=images, masks=masks, types=types, files=files)
 
@@ -74,7 +76,7 @@ class PanNukeDataset(BaseDetDataset):
 
     def __init__(self, *args, folds: Sequence[str] = ('Fold 1', ), **kwargs) -> None:
         if isinstance(folds, str) or not folds:
-            raise ValueError(f'folds must be a non-empty list of fold folders, got {folds!r}')
+            raise DatasetError(f'folds must be a non-empty list of fold folders, got {folds!r}')
         self.folds = list(folds)
         super().__init__(*args, **kwargs)
 
@@ -92,4 +94,6 @@ class PanNukeDataset(BaseDetDataset):
                          mask_stack_path=arrays['files']['masks'], npy_index=idx,
                          img_id=f'{fold_name}_{idx}', height=height, width=width,
                          tissue=str(tissue)))
+        if not data_list:
+            raise DatasetError(f'PanNukeDataset: the folds {self.folds} below {self.data_root} hold no image')
         return data_list

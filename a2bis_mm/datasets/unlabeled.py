@@ -6,6 +6,8 @@ from typing import List, Sequence
 from mmdet.datasets import BaseDetDataset
 from mmdet.registry import DATASETS
 
+from a2bis_mm.utils.errors import DatasetError, DatasetNotFoundError
+
 from .utils import IMG_EXTENSIONS, log_skip, probe_image
 
 
@@ -33,7 +35,7 @@ class UnlabeledImageFolderDataset(BaseDetDataset):
         """List the readable images of the folder, sorted by path."""
         root = self.data_prefix.get('img', '') or self.data_root
         if not osp.isdir(root):
-            raise FileNotFoundError(f'unlabeled image folder {root} does not exist')
+            raise DatasetNotFoundError(f'unlabeled image folder {root} does not exist')
         pattern = osp.join(glob.escape(root), '**', '*') if self.recursive else osp.join(
             glob.escape(root), '*')
         data_list = []
@@ -48,6 +50,6 @@ class UnlabeledImageFolderDataset(BaseDetDataset):
             data_list.append(dict(img_path=path, img_id=osp.splitext(osp.relpath(path, root))[0],
                                   height=height, width=width, instances=[]))
         if not data_list:
-            raise ValueError(f'UnlabeledImageFolderDataset: no readable {self.extensions} image '
+            raise DatasetError(f'UnlabeledImageFolderDataset: no readable {self.extensions} image '
                              f'in {root} (recursive={self.recursive})')
         return data_list

@@ -12,12 +12,48 @@ from PIL import Image
 from scipy import ndimage
 from scipy.io import loadmat
 
+from a2bis_mm.utils.errors import DatasetError
+
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff')
 
 
 def log_skip(msg: str) -> None:
     """Log why a sample or an annotation is skipped, on the current mmengine logger."""
     print_log(msg, logger='current', level=logging.WARNING)
+
+
+class FilterEmptyGTMixin:
+    """``filter_cfg`` for datasets whose data infos carry their ``instances``, as mmdet's CocoDataset.
+
+    In training (not ``test_mode``), ``filter_cfg=dict(filter_empty_gt=True)`` drops images without a
+    usable instance (e.g. every shape of a LabelMe file was skipped) and ``min_size`` drops images
+    with a side below it. What is dropped is logged; nothing left is an error.
+    """
+
+    def filter_data(self) -> List[dict]:
+        """Filter ``self.data_list`` according to ``self.filter_cfg``."""
+        if self.test_mode or not self.filter_cfg:
+            return self.data_list
+        filter_empty_gt = self.filter_cfg.get('filter_empty_gt', False)
+        min_size = self.filter_cfg.get('min_size', 0)
+        kept, empty, small = [], [], []
+        for info in self.data_list:
+            if filter_empty_gt and not any(not inst.get('ignore_flag', 0)
+                                           for inst in info.get('instances', [])):
+                empty.append(info['img_id'])
+            elif min(info['width'], info['height']) < min_size:
+                small.append(info['img_id'])
+            else:
+                kept.append(info)
+        name = type(self).__name__
+        for ids, why in ((empty, 'no instance (filter_empty_gt)'), (small, f'a side < {min_size} px')):
+            if ids:
+                log_skip(f'{name}: {len(ids)} of {len(self.data_list)} images have {why}; skipped: '
+                         f"{', '.join(map(str, ids[:5]))}{' ...' if len(ids) > 5 else ''}")
+        if not kept:
+            raise DatasetError(f'{name}: no image of {self.data_root or self.data_prefix} is left '
+                               f'after filter_cfg={dict(self.filter_cfg)}')
+        return kept
 
 
 def probe_image(path: Union[str, Path]) -> Tuple[int, int]:

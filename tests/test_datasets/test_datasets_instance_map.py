@@ -129,3 +129,21 @@ def test_class_outside_metainfo_is_logged(shared_data, mm_caplog):
     assert n_spindle > 0
     assert len(infos(ds)[0]['instances']) == len(np.unique(inst)) - 1 - n_spindle
     assert mm_caplog.text.count('has class 4 outside 1..3; instance skipped') == n_spindle
+
+
+def test_filter_empty_gt(shared_data, tmp_path, mm_caplog):
+    src = shared_data / 'cpm15'
+    for sub in ('images', 'labels'):
+        (tmp_path / sub).mkdir()
+    for name in ('image06', 'image09'):
+        shutil.copy(src / 'images' / f'{name}.png', tmp_path / 'images')
+        shutil.copy(src / 'labels' / f'{name}.png', tmp_path / 'labels')
+    empty = np.zeros_like(cv2.imread(str(src / 'labels' / 'image09.png'), cv2.IMREAD_UNCHANGED))
+    cv2.imwrite(str(tmp_path / 'labels' / 'image09.png'), empty)  # a tile without nuclei
+    kept = _cpm15(tmp_path, pipeline=[], filter_cfg=dict(filter_empty_gt=True))
+    assert [d['img_id'] for d in infos(kept)] == ['image06']
+    assert 'InstanceMapDataset: 1 of 2 images have no instance (filter_empty_gt); skipped: image09' \
+        in mm_caplog.text
+    assert len(_cpm15(tmp_path, pipeline=[], filter_cfg=dict(filter_empty_gt=True), test_mode=True)) == 2
+    with pytest.raises(ValueError, match='no image of .* is left after filter_cfg'):
+        _cpm15(tmp_path, pipeline=[], filter_cfg=dict(filter_empty_gt=True, min_size=1000))  # tiles < 1000 px

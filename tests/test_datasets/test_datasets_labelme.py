@@ -1,4 +1,5 @@
-"""LabelMeDataset on the real chromosome_pairs set: imagePath, imageData only, bad shapes/files."""
+"""LabelMeDataset on the real chromosome_pairs set: imagePath, imageData only, bad shapes/files,
+polygons outside the image, filter_empty_gt."""
 import json
 import shutil
 
@@ -10,6 +11,7 @@ from mmdet.structures.mask import PolygonMasks
 from mmengine.registry import init_default_scope
 
 import a2bis_mm  # noqa: F401
+from a2bis_mm.utils.errors import DatasetError
 
 init_default_scope('mmdet')
 PIPELINE = [dict(type='LoadMicroscopyImage'),
@@ -93,3 +95,52 @@ def test_label_map_24_classes_and_groups(tmp_path, shared_data):
     assert ds[0]['gt_masks'].areas[1] == pytest.approx(29 * 29 + 10 * 20)
     with pytest.raises(ValueError, match="'Z', not a class"):
         _build(tmp_path, metainfo=dict(classes=classes), label_map={'1': 'Z'})
+
+
+def _square(x, y, side=20, label='chromosome'):
+    return dict(label=label, points=[[x, y], [x + side, y], [x + side, y + side], [x, y + side]],
+                group_id=None, shape_type='polygon')
+
+
+def test_polygon_outside_the_image_is_dropped(tmp_path, shared_data, mm_caplog):
+    src = sorted((shared_data / 'chromosome_pairs' / 'val').glob('*.json'))[0]
+    ann = json.loads(src.read_text())
+    ann['imagePath'] = None  # the embedded imageData (211x210)
+    beyond_corner = [[205, 230], [230, 205], [240, 240]]  # its box overlaps the image, the polygon does not
+    ann['shapes'] = [_square(10, 10), _square(300, 20), _square(-40, 50), _square(200, 200),
+                     dict(_square(0, 0), points=beyond_corner)]
+    (tmp_path / 'k.json').write_text(json.dumps(ann))
+    ds = _build(tmp_path)
+    inst = ds.get_data_info(0)['instances']
+    assert [i['bbox'] for i in inst] == [[10.0, 10.0, 30.0, 30.0], [200.0, 200.0, 211.0, 210.0]]
+    for k in (1, 2, 4):
+        assert f"k.json: shape {k} ('chromosome') lies entirely outside the 211x210 image; shape skipped" \
+            in mm_caplog.text
+    assert 'shape 3' not in mm_caplog.text  # partly inside: kept, box clipped
+
+
+def test_filter_empty_gt_drops_files_left_without_shapes(tmp_path, shared_data, mm_caplog):
+    src = sorted((shared_data / 'chromosome_pairs' / 'val').glob('*.json'))
+    for name, path in zip('abc', src):
+        shutil.copy(path, tmp_path / f'{name}.json')
+    ann = json.loads(src[1].read_text())
+    ann['imagePath'] = None
+    ann['shapes'] = [_square(500, 500), dict(_square(1, 1), label='nucleus')]  # all shapes dropped
+    (tmp_path / 'b.json').write_text(json.dumps(ann))
+    filtered = _build(tmp_path, filter_cfg=dict(filter_empty_gt=True))
+    assert [filtered.get_data_info(i)['img_id'] for i in range(len(filtered))] == ['a', 'c']
+    assert 'LabelMeDataset: 1 of 3 images have no instance (filter_empty_gt); skipped: b' in mm_caplog.text
+    assert len(_build(tmp_path, filter_cfg=dict(filter_empty_gt=True), test_mode=True)) == 3  # evaluation
+    assert len(_build(tmp_path)) == 3  # no filter_cfg
+    for name in 'ac':
+        (tmp_path / f'{name}.json').write_text((tmp_path / 'b.json').read_text())
+    with pytest.raises(DatasetError, match='no image of .* is left after filter_cfg'):
+        _build(tmp_path, filter_cfg=dict(filter_empty_gt=True))
+
+
+def test_missing_or_empty_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match='LabelMe folder .*nope does not exist'):
+        _build(tmp_path / 'nope')
+    (tmp_path / 'x.json').write_text('{')
+    with pytest.raises(DatasetError, match=f'LabelMeDataset: no usable LabelMe file below {tmp_path}'):
+        _build(tmp_path)

@@ -1,9 +1,11 @@
 """PanNukeDataset on a fake 3-image fold built from real consep256 pixels, and pannuke2coco."""
 import importlib.util
 
-import cv2
 import numpy as np
 import pytest
+from conftest import CONSEP_TO_PANNUKE_CHANNEL as CONSEP_TO_CHANNEL
+from conftest import PANNUKE_TISSUES as TISSUES
+from conftest import write_pannuke_fold
 from mmdet.registry import DATASETS
 from mmengine.registry import init_default_scope
 
@@ -11,37 +13,17 @@ import a2bis_mm  # noqa: F401
 
 init_default_scope('mmdet')
 
-NAMES = ('test_11_003', 'test_11_006', 'test_12_001')
-TISSUES = ('Colon', 'Breast', 'Colon')
-# consep class -> PanNuke channel: other -> dead, inflammatory, epithelial, spindle -> connective
-CONSEP_TO_CHANNEL = {1: 3, 2: 1, 3: 4, 4: 2}
 PIPELINE = [dict(type='LoadMicroscopyImage'),
             dict(type='LoadPanNukeAnnotations', with_bbox=True, with_mask=True)]
 
 
 @pytest.fixture(scope='module')
-def fake_fold(shared_data, tmp_path_factory):
+def fake_fold(pannuke_arrays, tmp_path_factory):
     """A fold in the official nested layout; returns (root, images RGB, inst maps, class maps)."""
     root = tmp_path_factory.mktemp('pannuke')
-    labels = shared_data / 'consep256' / 'labels'
-    rgb = np.stack([cv2.imread(str(shared_data / 'consep256' / 'images' / f'{n}.jpg'))[..., ::-1]
-                    for n in NAMES]).astype(np.float64)  # PanNuke: float RGB
-    inst = np.stack([cv2.imread(str(labels / f'{n}_inst.png'), -1) for n in NAMES])
-    cls = np.stack([cv2.imread(str(labels / f'{n}_class.png'), -1) for n in NAMES])
-    masks = np.zeros(inst.shape + (6, ))
-    for value, channel in CONSEP_TO_CHANNEL.items():
-        masks[..., channel] = np.where(cls == value, inst, 0)
-    masks[..., 5] = inst == 0
-    for sub, arrays in (('images/fold1', dict(images=rgb, types=np.array(TISSUES))),
-                        ('masks/fold1', dict(masks=masks))):
-        (root / 'Fold 1' / sub).mkdir(parents=True)
-        for name, arr in arrays.items():
-            np.save(root / 'Fold 1' / sub / f'{name}.npy', arr)
-    flat = root / 'fold2'  # the same fold, flat layout, as a second fold
-    flat.mkdir()
-    for name, arr in dict(images=rgb, masks=masks, types=np.array(TISSUES)).items():
-        np.save(flat / f'{name}.npy', arr)
-    return root, rgb, inst, cls
+    write_pannuke_fold(root / 'Fold 1', pannuke_arrays)
+    write_pannuke_fold(root / 'fold2', pannuke_arrays, nested=False)  # the same fold, flat, as a second one
+    return root, pannuke_arrays['images'], pannuke_arrays['inst'], pannuke_arrays['cls']
 
 
 def test_fold_loads_lazily_with_tissue_and_classes(fake_fold):
