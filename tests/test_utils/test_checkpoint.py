@@ -7,6 +7,12 @@ from mmengine.runner.checkpoint import _load_checkpoint, load_checkpoint, save_c
 
 import a2bis_mm  # noqa: F401  installs the loader
 from a2bis_mm.utils import CheckpointError, load_local_checkpoint
+from a2bis_mm.utils.checkpoint import (
+    CheckpointMismatchError,
+    find_resume_checkpoint,
+    load_checkpoint_strict,
+    load_state_dict_strict,
+)
 
 
 def _full_checkpoint(tmp_path):
@@ -63,3 +69,87 @@ def test_not_a_checkpoint(tmp_path, content):
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_local_checkpoint(str(tmp_path / 'nope.pth'))
+
+
+class _Net(torch.nn.Module):
+    def __init__(self, out=2):
+        super().__init__()
+        self.head = torch.nn.Linear(3, out)
+        self.norm = torch.nn.BatchNorm1d(3)
+
+
+class _Renamed(_Net):
+    """A module whose keys were renamed (``head`` -> ``cls``) and that still loads old checkpoints."""
+
+    def __init__(self):
+        super().__init__()
+        self.cls = self.head
+        del self.head
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for k in [k for k in state_dict if k.startswith(prefix + 'head.')]:
+            state_dict[prefix + 'cls.' + k[len(prefix + 'head.'):]] = state_dict.pop(k)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def test_strict_load_of_a_fitting_checkpoint(tmp_path):
+    src = _Net()
+    path = tmp_path / 'ok.pth'
+    save_checkpoint({'state_dict': {f'module.{k}': v for k, v in src.state_dict().items()},
+                     'meta': {'dataset_meta': {'classes': ('a', )}}}, str(path))
+    model = _Net()
+    ckpt = load_checkpoint_strict(model, str(path))
+    assert ckpt['meta']['dataset_meta']['classes'] == ('a', )
+    torch.testing.assert_close(model.head.weight, src.head.weight)
+    renamed = _Renamed()  # old key names load through the module's own remapping
+    load_checkpoint_strict(renamed, str(path))
+    torch.testing.assert_close(renamed.cls.weight, src.head.weight)
+
+
+@pytest.mark.parametrize('change,message', [
+    ('resized', r'size mismatch for head.weight \(checkpoint \[5, 3\], model \[2, 3\]\), '
+                r'head.bias \(checkpoint \[5\], model \[2\]\)'),
+    ('missing', r'missing keys norm.weight, norm.bias, norm.running_mean and 1 more'),
+    ('unexpected', r'unexpected keys extra.weight')])
+def test_strict_load_refuses_what_does_not_fit(tmp_path, change, message):
+    state = _Net(out=5 if change == 'resized' else 2).state_dict()
+    if change == 'missing':
+        state = {k: v for k, v in state.items() if k.startswith('head')}
+    if change == 'unexpected':
+        state['extra.weight'] = torch.zeros(1)
+    path = tmp_path / 'other.pth'
+    torch.save(state, path)
+    with pytest.raises(CheckpointMismatchError, match=f'^checkpoint {path} does not fit the model '
+                       rf'\(_Net\): {message}$'):
+        load_checkpoint_strict(_Net(), str(path))
+    with pytest.raises(CheckpointError, match='does not fit'):  # a CheckpointError, as unreadable files
+        load_state_dict_strict(_Net(), {'state_dict': state}, 'x')
+
+
+def _train_checkpoints(folder, iters):
+    for i in iters:
+        save_checkpoint({'state_dict': {'w': torch.full((2, ), float(i))}, 'meta': {'iter': i}},
+                        str(folder / f'iter_{i}.pth'))
+    (folder / 'last_checkpoint').write_text(str(folder / f'iter_{iters[-1]}.pth'))
+
+
+def test_resume_takes_the_newest_readable_checkpoint(tmp_path, mm_caplog):
+    assert find_resume_checkpoint(str(tmp_path)) is None  # nothing saved yet
+    _train_checkpoints(tmp_path, [1, 2, 10])
+    assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_10.pth')
+    assert 'unreadable' not in mm_caplog.text
+    (tmp_path / 'iter_10.pth').write_bytes(b'')  # killed while saving
+    (tmp_path / 'iter_2.pth').write_bytes(b'garbage')
+    assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_1.pth')
+    assert f'skipping the unreadable checkpoint {tmp_path}/iter_10.pth' in mm_caplog.text
+    assert f'skipping the unreadable checkpoint {tmp_path}/iter_2.pth' in mm_caplog.text
+    assert f'resuming from {tmp_path}/iter_1.pth instead' in mm_caplog.text
+    (tmp_path / 'iter_1.pth').write_bytes(b'')
+    with pytest.raises(CheckpointError, match=f'no checkpoint in {tmp_path} can be read'):
+        find_resume_checkpoint(str(tmp_path))
+
+
+def test_resume_when_last_checkpoint_names_a_removed_file(tmp_path):
+    _train_checkpoints(tmp_path, [3, 4])
+    (tmp_path / 'iter_4.pth').unlink()
+    assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_3.pth')
