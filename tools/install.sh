@@ -17,7 +17,8 @@ PYTHON="${PYTHON:-python3}"
 TORCH_PKGS=(torch==2.14.1 torchvision==0.29.1)
 # setuptools<81: mmcv's setup.py and mmengine still import pkg_resources.
 BASE_PKGS=("setuptools>=77,<81" wheel ninja "numpy>=1.26,<2.5")
-MM_PKGS=(mmengine==0.10.7 mmdet==3.3.0 mmrotate-dev==1.0.1 "pycocotools>=2.0.8")
+# mmpretrain: mmdet's ConvNeXt backbone (configs/a2bis/a2bis_convnext-t_*); 1.2.0 accepts mmcv 2.1.
+MM_PKGS=(mmengine==0.10.7 mmdet==3.3.0 mmrotate-dev==1.0.1 mmpretrain==1.2.0 "pycocotools>=2.0.8")
 
 log() { printf '[install] %s\n' "$*"; }
 
@@ -29,7 +30,7 @@ want_stamp() {
 env_ok() {
     [ -x "$PY" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(want_stamp)" ] &&
         "$PY" - <<'EOF' >/dev/null 2>&1
-import mmcv, mmcv.ops, mmcv._ext, mmdet, mmengine, mmrotate, a2bis_mm  # noqa: F401
+import mmcv, mmcv.ops, mmcv._ext, mmdet, mmengine, mmpretrain, mmrotate, a2bis_mm  # noqa: F401
 assert mmcv.__version__ == '2.1.0'
 EOF
 }
@@ -82,16 +83,18 @@ if ! "$PY" -c "import mmcv, mmcv._ext; assert mmcv.__version__ == '2.1.0'" >/dev
     fi
 fi
 
-log "installing mmengine / mmdet / mmrotate and a2bis-mm"
+log "installing mmengine / mmdet / mmrotate / mmpretrain and a2bis-mm"
 "${PIP[@]}" install -q "${MM_PKGS[@]}" -r "$ROOT/requirements/runtime.txt" \
     -r "$ROOT/requirements/tests.txt"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
 
 "$PY" - <<'EOF'
-import mmcv, mmcv._ext, mmdet, mmengine, mmrotate, torch  # noqa: F401
+import mmcv, mmcv._ext, mmdet, mmengine, mmpretrain, mmrotate, torch  # noqa: F401
+import mmpretrain.models  # noqa: F401  (the ConvNeXt config's custom import)
 import a2bis_mm  # noqa: F401
 print(f'[install] torch {torch.__version__}, mmcv {mmcv.__version__} (ops), mmengine '
-      f'{mmengine.__version__}, mmdet {mmdet.__version__}, mmrotate {mmrotate.__version__}')
+      f'{mmengine.__version__}, mmdet {mmdet.__version__}, mmrotate {mmrotate.__version__}, '
+      f'mmpretrain {mmpretrain.__version__}')
 EOF
 want_stamp >"$STAMP"
 log "done: activate with 'source .venv/bin/activate'"

@@ -1,8 +1,6 @@
 # A2B-IS with a ConvNeXt-T backbone (paper Table VI) on CoNSeP 256, brought to stride 2 by
-# A2BUpsampleNeck (128 channels). REQUIRES mmpretrain (`pip install mmpretrain`), which mmdet uses
-# for ConvNeXt and which is NOT installed in this project's environment: this config does not build
-# here, and no ConvNeXt number is reported in docs/benchmarks.md. Trained from scratch; with
-# ImageNet weights add
+# A2BUpsampleNeck (128 channels). mmdet takes ConvNeXt from mmpretrain (installed by tools/install.sh,
+# docs/install.md). Trained from scratch; with ImageNet weights add
 #   --cfg-options model.backbone.init_cfg._delete_=True model.backbone.init_cfg.type=Pretrained \
 #       model.backbone.init_cfg.checkpoint=PATH model.backbone.init_cfg.prefix=backbone.
 _base_ = ['./a2bis-t_a2b_50e_consep-256.py']
