@@ -13,7 +13,6 @@ reported on one line and skipped.
 """
 import argparse
 import os.path as osp
-import sys
 from collections import Counter
 from typing import Dict, List
 
@@ -31,7 +30,15 @@ from a2bis_mm.apis import (
     write_png_atomic,
 )
 from a2bis_mm.apis.inference import check_image_size
-from a2bis_mm.utils.cli import ToolInputError, check_checkpoint, check_work_dir, load_config
+from a2bis_mm.utils.checkpoint import CheckpointError
+from a2bis_mm.utils.cli import (
+    ToolInputError,
+    check_checkpoint,
+    check_device,
+    check_work_dir,
+    load_config,
+    run_tool,
+)
 
 # format name -> file suffix, in the order they are written
 FORMATS = {'coco': '.coco.json', 'geojson': '.geojson', 'overlay': '.overlay.png'}
@@ -157,6 +164,7 @@ def main(argv=None) -> dict:
     images = check_args(args)
     cfg = load_config(args.config)
     check_checkpoint(args.checkpoint)
+    check_device(args.device)
     check_work_dir(args.out_dir)
     todo = plan_outputs(args, images)
     summary = dict(done=0, skipped=0, kept=len(images) - len(todo), instances=0)
@@ -166,8 +174,11 @@ def main(argv=None) -> dict:
         print(f"note: {', '.join(renamed)} share a name with another image; their outputs are "
               'named after the whole file name (e.g. a.png.coco.json)')
     if todo:
-        model = init_a2bis_model(cfg, args.checkpoint, device=args.device,
-                                 cfg_options=args.cfg_options)
+        try:  # before anything is written: a checkpoint of another model must not run
+            model = init_a2bis_model(cfg, args.checkpoint, device=args.device,
+                                     cfg_options=args.cfg_options)
+        except CheckpointError as err:
+            raise ToolInputError(str(err)) from None
     for k, (path, stem) in enumerate(todo.items()):
         print(f'[{k + 1}/{len(todo)}] {path}')
         try:
@@ -201,7 +212,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except ToolInputError as err:
-        sys.exit(f'error: {err}')
+    run_tool(main)

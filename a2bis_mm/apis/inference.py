@@ -2,6 +2,7 @@
 import copy
 import os
 import os.path as osp
+import warnings
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
@@ -22,6 +23,7 @@ from PIL import Image
 from ..datasets.transforms import LoadMicroscopyImage
 from ..datasets.utils import IMG_EXTENSIONS
 from ..models.dense_heads.a2b_postprocess import rescale_rboxes
+from ..utils.checkpoint import load_checkpoint_strict
 from ..utils.progress import track
 from ..visualization.overlay import microscopy_palette
 from .tiling import (
@@ -40,10 +42,13 @@ def init_a2bis_model(config: Union[str, Path, Config],
                      checkpoint: Optional[str] = None,
                      device: str = 'cpu',
                      cfg_options: Optional[dict] = None) -> torch.nn.Module:
-    """Build a model with mmdet's ``init_detector`` and prepare it for :func:`inference_a2bis`.
+    """Build a model with mmdet's ``init_detector``, load its weights strictly, and prepare it for
+    :func:`inference_a2bis`.
 
-    Differences from ``init_detector``: the class names fall back to the config's test data set
-    metainfo (not COCO) when the checkpoint stores none, and ``model.a2bis_pipeline`` holds the
+    Differences from ``init_detector``: a checkpoint that does not fit the model (missing,
+    unexpected or resized keys, e.g. another data set's number of classes) is refused instead of
+    loaded in part with a warning; the class names fall back to the config's test data set
+    metainfo (not COCO) when the checkpoint stores none; and ``model.a2bis_pipeline`` holds the
     test pipeline made to take arrays (:func:`build_inference_pipeline`).
 
     Args:
@@ -51,14 +56,33 @@ def init_a2bis_model(config: Union[str, Path, Config],
         checkpoint: Checkpoint file; None keeps the initial weights.
         device: Device of the model, e.g. ``'cpu'`` or ``'cuda:0'``.
         cfg_options: Config overrides, as ``--cfg-options``.
+
+    Raises:
+        FileNotFoundError: The checkpoint file does not exist.
+        a2bis_mm.utils.checkpoint.CheckpointError: It is not a checkpoint, or does not fit the
+            model (``CheckpointMismatchError``, one line naming the first mismatched keys).
     """
-    model = init_detector(config, checkpoint, device=device, cfg_options=cfg_options)
+    # built without weights (mmdet loads them with strict=False), then loaded strictly on the CPU;
+    # record=True because init_detector resets the filters, and its "checkpoint is None, use COCO
+    # classes" warning is wrong here
+    with warnings.catch_warnings(record=True) as caught:
+        model = init_detector(config, None, device='cpu', cfg_options=cfg_options)
+    for w in caught:
+        if checkpoint is None or 'checkpoint is None' not in str(w.message):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if checkpoint is not None:
+        meta = load_checkpoint_strict(model, checkpoint, map_location='cpu').get('meta') or {}
+        # as init_detector: mmdet 3 keeps dataset_meta, older checkpoints CLASSES
+        if 'dataset_meta' in meta:
+            model.dataset_meta = {k.lower(): v for k, v in meta['dataset_meta'].items()}
+        elif 'CLASSES' in meta:
+            model.dataset_meta = dict(classes=meta['CLASSES'])
     if list(model.dataset_meta.get('classes', ())) == list(get_classes('coco')):
         dataset_cfg = copy.deepcopy(model.cfg.test_dataloader.dataset)
         dataset_cfg['lazy_init'] = True
         model.dataset_meta = dict(DATASETS.build(dataset_cfg).metainfo)
     model.a2bis_pipeline = build_inference_pipeline(model.cfg)
-    return model
+    return model.to(device).eval()
 
 
 def build_inference_pipeline(cfg: Config) -> Compose:

@@ -110,26 +110,57 @@ def _huge_png(path, width=40000, height=40000):
     path.write_bytes(bytes(data))
 
 
+@pytest.fixture(scope='module')
+def bad_checkpoints(repo_root, model_files, tmp_path_factory):
+    """Checkpoints that do not fit the one-class model: a 3-class one (another data set), one with
+    a layer missing, and a file that is no checkpoint at all."""
+    folder = tmp_path_factory.mktemp('bad')
+    cfg = Config.fromfile(model_files[0])
+    cfg.model.seg_head.num_classes = cfg.model.bbox_head.num_classes = 3
+    save_checkpoint(init_a2bis_model(cfg, None).state_dict(), str(folder / 'three_classes.pth'))
+    weights = torch.load(model_files[1], weights_only=False)  # save_checkpoint of a bare state dict
+    weights = {k: v for k, v in weights.items() if not k.startswith('seg_head.conv_out')}
+    save_checkpoint(weights, str(folder / 'missing.pth'))
+    (folder / 'text.pth').write_text('not weights')
+    return folder
+
+
 @pytest.mark.parametrize('case, message', [
     ('score', r'--score-thr must lie in \[0, 1\]'),
     ('formats', "--formats 'coco,qupath': choose from coco, geojson, overlay"),
     ('huge', r'has 40000x40000 = 1,600,000,000 px, over the limit of 1,073,741,824 px'),
+    ('three_classes', r'does not fit the model \(A2BIS\): size mismatch for seg_head\.conv_out\.'),
+    ('missing', r'does not fit the model \(A2BIS\): missing keys seg_head\.conv_out\.'),
+    ('text', 'is not a PyTorch checkpoint'),
+    ('cuda', 'no CUDA GPU is available here'),
 ])
-def test_bad_input_one_line_and_outputs_intact(tool, model_files, tmp_path, case, message):
+def test_bad_input_one_line_and_outputs_intact(tool, model_files, bad_checkpoints, tmp_path, case,
+                                               message):
+    if case == 'cuda' and torch.cuda.is_available():
+        pytest.skip('this machine has a GPU')
     out = tmp_path / 'out'
     out.mkdir()
     (out / 'img.coco.json').write_text('{"earlier": "run"}')
     before = _snapshot(out)
     src = tmp_path / 'img.png'
-    extra = []
+    cv2.imwrite(str(src), np.zeros((8, 8, 3), np.uint8))
+    extra = dict(score=['--score-thr', '1.5'], formats=['--formats', 'coco,qupath'],
+                 cuda=['--device', 'cuda']).get(case, [])
+    files = model_files
     if case == 'huge':
         _huge_png(src)
-    else:
-        cv2.imwrite(str(src), np.zeros((8, 8, 3), np.uint8))
-        extra = ['--score-thr', '1.5'] if case == 'score' else ['--formats', 'coco,qupath']
+    elif case in ('three_classes', 'missing', 'text'):
+        files = (model_files[0], str(bad_checkpoints / f'{case}.pth'))
+    # --overwrite: even a run allowed to replace the earlier outputs must stop before writing
     with pytest.raises(tool.ToolInputError, match=message):
-        tool.main(_args(src, out, model_files, *extra))
+        tool.main(_args(src, out, files, '--overwrite', *extra))
     assert _snapshot(out) == before
+
+
+def test_api_refuses_a_checkpoint_of_another_model(model_files, bad_checkpoints):
+    from a2bis_mm.utils.checkpoint import CheckpointMismatchError
+    with pytest.raises(CheckpointMismatchError, match='size mismatch for seg_head.conv_out'):
+        init_a2bis_model(model_files[0], str(bad_checkpoints / 'three_classes.pth'))
 
 
 def test_bad_input_exits_with_one_line(repo_root, model_files, tmp_path):
@@ -141,7 +172,7 @@ def test_bad_input_exits_with_one_line(repo_root, model_files, tmp_path):
         [sys.executable, 'tools/infer.py', *_args(tmp_path / 'img.png', out, model_files,
                                                   '--score-thr', '-0.1')],
         cwd=repo_root, capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0
+    assert proc.returncode == 2  # bad usage, as argparse (a2bis_mm/utils/cli.py)
     assert proc.stderr.strip().splitlines() == [
         'error: --score-thr must lie in [0, 1] (scores are probabilities), got -0.1']
     assert (out / 'img.geojson').read_text() == '{}'

@@ -14,7 +14,6 @@ first model's prediction).
 """
 import argparse
 import os.path as osp
-import sys
 from typing import List, Optional, Sequence, Tuple
 
 import cv2
@@ -29,7 +28,8 @@ from a2bis_mm.apis import (
     write_png_atomic,
 )
 from a2bis_mm.apis.tiling import instances_from_label_map
-from a2bis_mm.utils.cli import ToolInputError, check_checkpoint, load_config
+from a2bis_mm.utils.checkpoint import CheckpointError
+from a2bis_mm.utils.cli import ToolInputError, check_checkpoint, check_device, load_config, run_tool
 from a2bis_mm.visualization.overlay import FONT, LEGEND_BACKGROUND, TEXT_COLOR, font_scale
 
 GAP = 6  # px between panels
@@ -131,6 +131,7 @@ def main(argv=None) -> np.ndarray:
         raise ToolInputError(f'--score-thr must lie in [0, 1], got {args.score_thr}')
     if args.scale <= 0 or args.crop_size <= 0:
         raise ToolInputError('--scale and --crop-size must be > 0')
+    check_device(args.device)
     titles = args.titles or [osp.splitext(osp.basename(c))[0] for c, _ in args.model]
     if len(titles) != len(args.model):
         raise ToolInputError(f'--titles: {len(titles)} titles for {len(args.model)} models')
@@ -152,7 +153,10 @@ def main(argv=None) -> np.ndarray:
         cfg = load_config(config)
         check_checkpoint(checkpoint)
         print(f'{title}: {config}')
-        model = init_a2bis_model(cfg, checkpoint, device=args.device)
+        try:
+            model = init_a2bis_model(cfg, checkpoint, device=args.device)
+        except CheckpointError as err:
+            raise ToolInputError(str(err)) from None
         results.append(inference_a2bis(model, img, tile_size=args.tile_size, overlap=args.overlap,
                                        score_thr=args.score_thr, progress=True))
         if gt is not None:  # the same class names in the legends
@@ -179,7 +183,4 @@ def main(argv=None) -> np.ndarray:
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except ToolInputError as err:
-        sys.exit(f'error: {err}')
+    run_tool(main)
