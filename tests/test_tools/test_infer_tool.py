@@ -116,10 +116,10 @@ def bad_checkpoints(repo_root, model_files, tmp_path_factory):
     a layer missing, and a file that is no checkpoint at all."""
     folder = tmp_path_factory.mktemp('bad')
     cfg = Config.fromfile(model_files[0])
-    cfg.model.seg_head.num_classes = cfg.model.bbox_head.num_classes = 3
+    cfg.model.mask_head.num_classes = 3
     save_checkpoint(init_a2bis_model(cfg, None).state_dict(), str(folder / 'three_classes.pth'))
     weights = torch.load(model_files[1], weights_only=False)  # save_checkpoint of a bare state dict
-    weights = {k: v for k, v in weights.items() if not k.startswith('seg_head.conv_out')}
+    weights = {k: v for k, v in weights.items() if not k.startswith('mask_head.seg_branch.conv_out')}
     save_checkpoint(weights, str(folder / 'missing.pth'))
     (folder / 'text.pth').write_text('not weights')
     return folder
@@ -129,8 +129,9 @@ def bad_checkpoints(repo_root, model_files, tmp_path_factory):
     ('score', r'--score-thr must lie in \[0, 1\]'),
     ('formats', "--formats 'coco,qupath': choose from coco, geojson, overlay"),
     ('huge', r'has 40000x40000 = 1,600,000,000 px, over the limit of 1,073,741,824 px'),
-    ('three_classes', r'does not fit the model \(A2BIS\): size mismatch for seg_head\.conv_out\.'),
-    ('missing', r'does not fit the model \(A2BIS\): missing keys seg_head\.conv_out\.'),
+    ('three_classes', r'does not fit the model \(A2BIS\): size mismatch for '
+                      r'mask_head\.seg_branch\.conv_out\.'),
+    ('missing', r'does not fit the model \(A2BIS\): missing keys mask_head\.seg_branch\.conv_out\.'),
     ('text', 'is not a PyTorch checkpoint'),
     ('cuda', 'no CUDA GPU is available here'),
 ])
@@ -159,7 +160,7 @@ def test_bad_input_one_line_and_outputs_intact(tool, model_files, bad_checkpoint
 
 def test_api_refuses_a_checkpoint_of_another_model(model_files, bad_checkpoints):
     from a2bis_mm.utils.checkpoint import CheckpointMismatchError
-    with pytest.raises(CheckpointMismatchError, match='size mismatch for seg_head.conv_out'):
+    with pytest.raises(CheckpointMismatchError, match='size mismatch for mask_head.seg_branch.conv_out'):
         init_a2bis_model(model_files[0], str(bad_checkpoints / 'three_classes.pth'))
 
 
