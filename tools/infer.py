@@ -33,6 +33,7 @@ from a2bis_mm.apis.inference import check_image_size
 from a2bis_mm.utils.checkpoint import CheckpointError
 from a2bis_mm.utils.cli import (
     ToolInputError,
+    check_cfg_options,
     check_checkpoint,
     check_device,
     check_work_dir,
@@ -163,6 +164,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     images = check_args(args)
     cfg = load_config(args.config)
+    check_cfg_options(cfg, args.cfg_options)  # init_a2bis_model merges them
     check_checkpoint(args.checkpoint)
     check_device(args.device)
     check_work_dir(args.out_dir)

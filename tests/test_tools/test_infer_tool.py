@@ -134,6 +134,7 @@ def bad_checkpoints(repo_root, model_files, tmp_path_factory):
     ('missing', r'does not fit the model \(A2BIS\): missing keys mask_head\.seg_branch\.conv_out\.'),
     ('text', 'is not a PyTorch checkpoint'),
     ('cuda', 'no CUDA GPU is available here'),
+    ('option', "--cfg-options 'model.test_cfg.max_per_im' matches nothing in the config"),
 ])
 def test_bad_input_one_line_and_outputs_intact(tool, model_files, bad_checkpoints, tmp_path, case,
                                                message):
@@ -146,7 +147,8 @@ def test_bad_input_one_line_and_outputs_intact(tool, model_files, bad_checkpoint
     src = tmp_path / 'img.png'
     cv2.imwrite(str(src), np.zeros((8, 8, 3), np.uint8))
     extra = dict(score=['--score-thr', '1.5'], formats=['--formats', 'coco,qupath'],
-                 cuda=['--device', 'cuda']).get(case, [])
+                 cuda=['--device', 'cuda'],
+                 option=['--cfg-options', 'model.test_cfg.max_per_im=5']).get(case, [])
     files = model_files
     if case == 'huge':
         _huge_png(src)
