@@ -45,9 +45,10 @@ class _ToyHead(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(4, 2, 3, padding=1)
+        self.conv_out = nn.Conv2d(4, 2, 1)  # path '*.conv_out': float32, autocast off
 
     def forward(self, x):
-        return self.conv(x), [self.conv(x)]
+        return self.conv(x), [self.conv(x), self.conv_out(x)]
 
 
 class _ToyLoss(nn.Module):
@@ -101,8 +102,13 @@ def test_bf16_autocast_islands_and_channels_last(bf16_cpu):
     _ToyLoss.seen.clear()
     with wrapper.optim_context(model):
         feat, out, outs, loss = model(torch.rand(2, 3, 8, 8))
+        assert torch.is_autocast_enabled('cpu')  # conv_out's hook restored it
     assert feat.dtype == torch.bfloat16  # the convolution ran in bf16
     assert out.dtype == torch.float32 and outs[0].dtype == torch.float32  # head outputs
+    # conv_out ran in float32 (not a bf16 result cast up)
+    with torch.no_grad():
+        expected = model.head.conv_out(feat.float())
+    torch.testing.assert_close(outs[1], expected)
     assert _ToyLoss.seen == [(torch.float32, torch.float32)]  # loss inputs, kwargs included
     assert model.stem.weight.dtype == torch.float32  # master weights stay float32
     assert model.stem.weight.is_contiguous(memory_format=torch.channels_last)

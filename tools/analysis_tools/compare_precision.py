@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from a2bis_mm.utils.markdown import replace_doc_section
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOC_TITLE = '## bf16 vs float32 training, same seed: {} (tools/analysis_tools/compare_precision.py)'
 LOSS_KEYS = ('loss', 'loss_skeleton', 'loss_ce', 'loss_dice', 'loss_bbox')
@@ -194,8 +196,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         *(argv if argv is not None else sys.argv[1:])])
     section = render(args, runs, png, command, load)
     if args.doc:
-        sys.path.insert(0, str(REPO_ROOT))
-        from tools.benchmark import replace_doc_section
         replace_doc_section(args.doc, section, DOC_TITLE.format(Path(args.config).stem))
     print(section)
     return 0

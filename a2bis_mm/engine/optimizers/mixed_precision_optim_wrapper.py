@@ -14,6 +14,9 @@ fp32 islands keep what needs float32 out of bf16, for A2B-IS and the mmdet basel
   coarse near confident pixels);
 * ``*Loss`` and ``*RoIExtractor`` modules get float32 inputs (mmcv's CPU ``roi_align`` and ``nms``
   refuse bf16: "expected scalar type Float but found BFloat16");
+* the last convolution of each A2B-IS branch (``*.conv_out``: skeleton / class logits, box
+  deltas) runs wholly in float32 with autocast off, so the maps the losses and the decoding see
+  are not rounded to bf16's 8-bit mantissa (about 1% of the FLOPs);
 * A2BNet's spatial softmax casts to float32 itself (``a2bis_mm/models/backbones/a2bnet.py``).
 
 Usage (the A2B-IS schedules): ``optim_wrapper = dict(type='MixedPrecisionOptimWrapper',
@@ -33,15 +36,18 @@ from mmengine.optim import AmpOptimWrapper, OptimWrapper
 
 __all__ = [
     'MixedPrecisionOptimWrapper', 'cpu_supports_bf16', 'install_fp32_islands', 'mixed_precision',
-    'resolve_dtype', 'FP32_OUTPUTS', 'FP32_INPUTS'
+    'resolve_dtype', 'FP32_OUTPUTS', 'FP32_INPUTS', 'FP32_MODULES'
 ]
 
 # Class-name patterns of modules whose floating outputs are cast to float32.
 FP32_OUTPUTS = ('*Head', )
 # Class-name patterns of modules whose floating inputs are cast to float32.
 FP32_INPUTS = ('*Loss', '*RoIExtractor')
+# Module-path patterns of modules run in float32 with autocast off.
+FP32_MODULES = ('*.conv_out', )
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
 _ISLAND_FLAG = '_a2bis_fp32_island'
+_AUTOCAST_DEVICES = ('cpu', 'cuda') if torch.cuda.is_available() else ('cpu', )
 
 
 def cpu_supports_bf16() -> bool:
@@ -111,14 +117,27 @@ def _fp32_input_hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple:
     return _to_fp32(args), _to_fp32(kwargs)
 
 
-def _matches(module: nn.Module, patterns: Sequence[str]) -> bool:
-    name = type(module).__name__
+def _autocast_off_pre_hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple:
+    # the state to restore is kept per module; a module does not call itself recursively
+    module._a2bis_autocast_state = {d: torch.is_autocast_enabled(d) for d in _AUTOCAST_DEVICES}
+    for device in _AUTOCAST_DEVICES:
+        torch.set_autocast_enabled(device, False)
+    return _to_fp32(args), _to_fp32(kwargs)
+
+
+def _autocast_restore_hook(module: nn.Module, args: tuple, output: Any) -> None:
+    for device, enabled in getattr(module, '_a2bis_autocast_state', {}).items():
+        torch.set_autocast_enabled(device, enabled)
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 def install_fp32_islands(model: nn.Module,
                          fp32_outputs: Sequence[str] = FP32_OUTPUTS,
-                         fp32_inputs: Sequence[str] = FP32_INPUTS) -> int:
+                         fp32_inputs: Sequence[str] = FP32_INPUTS,
+                         fp32_modules: Sequence[str] = FP32_MODULES) -> int:
     """Register the float32 casts described in the module docstring on the matching submodules.
 
     Idempotent (a module is hooked once); deep copies of the model (EMA teachers) keep the hooks.
@@ -128,20 +147,27 @@ def install_fp32_islands(model: nn.Module,
         model (nn.Module): The model.
         fp32_outputs (Sequence[str]): Class-name patterns whose outputs become float32.
         fp32_inputs (Sequence[str]): Class-name patterns whose inputs become float32.
+        fp32_modules (Sequence[str]): Module-path patterns (``model.named_modules()`` names)
+            that run in float32 with autocast off.
 
     Returns:
         int: Number of modules hooked by this call.
     """
     hooked = 0
-    for module in model.modules():
+    for path, module in model.named_modules():
         if getattr(module, _ISLAND_FLAG, False):
             continue
-        out, inp = _matches(module, fp32_outputs), _matches(module, fp32_inputs)
+        cls = type(module).__name__
+        out, inp = _matches(cls, fp32_outputs), _matches(cls, fp32_inputs)
+        whole = _matches(path, fp32_modules)
         if out:
             module.register_forward_hook(_fp32_output_hook)
         if inp:
             module.register_forward_pre_hook(_fp32_input_hook, with_kwargs=True)
-        if out or inp:
+        if whole:
+            module.register_forward_pre_hook(_autocast_off_pre_hook, with_kwargs=True)
+            module.register_forward_hook(_autocast_restore_hook, always_call=True)
+        if out or inp or whole:
             setattr(module, _ISLAND_FLAG, True)
             hooked += 1
     return hooked
@@ -195,6 +221,7 @@ class MixedPrecisionOptimWrapper(AmpOptimWrapper):
             first step (convolutions then run in NHWC, oneDNN's and cuDNN's faster layout).
         fp32_outputs (Sequence[str]): Class-name patterns whose outputs are cast to float32.
         fp32_inputs (Sequence[str]): Class-name patterns whose inputs are cast to float32.
+        fp32_modules (Sequence[str]): Module-path patterns run in float32 with autocast off.
         loss_scale (str | float | dict): CUDA loss scaler config (``AmpOptimWrapper``).
         **kwargs: ``OptimWrapper`` arguments (``optimizer``, ``clip_grad``, ...).
     """
@@ -204,6 +231,7 @@ class MixedPrecisionOptimWrapper(AmpOptimWrapper):
                  channels_last: bool = False,
                  fp32_outputs: Sequence[str] = FP32_OUTPUTS,
                  fp32_inputs: Sequence[str] = FP32_INPUTS,
+                 fp32_modules: Sequence[str] = FP32_MODULES,
                  loss_scale: Union[str, float, dict] = 'dynamic',
                  **kwargs) -> None:
         self.device_type = 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -219,6 +247,7 @@ class MixedPrecisionOptimWrapper(AmpOptimWrapper):
         self.channels_last = channels_last
         self.fp32_outputs = tuple(fp32_outputs)
         self.fp32_inputs = tuple(fp32_inputs)
+        self.fp32_modules = tuple(fp32_modules)
         self._prepared = False
         requested = getattr(dtype, '__name__', str(dtype)).replace('torch.', '')
         if cast is None and requested not in ('None', 'float32'):
@@ -265,7 +294,7 @@ class MixedPrecisionOptimWrapper(AmpOptimWrapper):
         if self._prepared:
             return
         if self.cast_dtype is not None:
-            install_fp32_islands(model, self.fp32_outputs, self.fp32_inputs)
+            install_fp32_islands(model, self.fp32_outputs, self.fp32_inputs, self.fp32_modules)
         if self.channels_last:
             # Module.to keeps the Parameter objects (param.data is replaced), so the optimizer's
             # references stay valid
