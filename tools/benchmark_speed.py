@@ -10,7 +10,8 @@ One run measures, one after the other in this process:
   channels_last through ``MixedPrecisionOptimWrapper``), from the same seed; training FLOPs are
   3 x the forward FLOPs (forward + two backward products per layer) of
   ``a2bis_mm.utils.complexity.count_flops`` on the first validation image;
-* per config, inference: ``predict`` of the first validation image (batch 1), float32 and bf16, split
+* per config, inference: ``predict`` of the first ``--predict-batch`` validation images (default 1),
+  float32 and bf16, split
   into backbone (``extract_feat``), heads and post-processing (every ``predict_by_feat``); pass
   trained weights with ``--checkpoints`` (an untrained A2B-IS predicts almost no candidates, so
   random weights understate its post-processing);
@@ -25,6 +26,7 @@ Example (the section in docs/benchmarks.md)::
     .venv/bin/python tools/benchmark_speed.py --threads 2 --profile
 """
 import argparse
+import json
 import os
 import platform
 import random
@@ -59,23 +61,32 @@ TRAIN_PEAK_TARGET = 0.70
 PREDICT_RATIO_TARGET = 0.25
 
 
+def _sync() -> None:
+    """Wait for queued CUDA work, so that wall times cover it."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 class Clock:
-    """Wall and process-CPU seconds of a block."""
+    """Wall and process-CPU seconds of a block (CUDA work included)."""
 
     def __enter__(self) -> 'Clock':
+        _sync()
         self.wall, self.cpu = time.perf_counter(), time.process_time()
         return self
 
     def __exit__(self, *exc) -> None:
+        _sync()
         self.wall = time.perf_counter() - self.wall
         self.cpu = time.process_time() - self.cpu
 
 
-def matmul_peak(size: int = 2048, reps: int = 8) -> Dict[str, Dict[str, float]]:
+def matmul_peak(device: str, size: int = 2048, reps: int = 8) -> Dict[str, Dict[str, float]]:
     """GFLOP/s of a ``size`` x ``size`` matmul per precision: wall and per CPU second."""
     out = {}
     for name, dtype in (('fp32', torch.float32), ('bf16', torch.bfloat16)):
-        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        a = torch.randn(size, size, dtype=dtype, device=device)
+        b = torch.randn(size, size, dtype=dtype, device=device)
         for _ in range(2):
             a @ b
         samples = []
@@ -96,20 +107,22 @@ def load_cfg(config: str) -> Config:
     return cfg
 
 
-def build_model(cfg: Config, checkpoint: Optional[str] = None, seed: int = 0) -> torch.nn.Module:
+def build_model(cfg: Config, checkpoint: Optional[str] = None, seed: int = 0,
+                device: str = 'cpu') -> torch.nn.Module:
     torch.manual_seed(seed)
     model = MODELS.build(cfg.model)
     model.init_weights()
     if checkpoint:
         load_checkpoint(model, checkpoint, map_location='cpu')
-    return model
+    return model.to(device)
 
 
-def val_batch(cfg: Config, model: torch.nn.Module) -> dict:
-    """The preprocessed first validation image (batch 1)."""
+def val_batch(cfg: Config, model: torch.nn.Module, batch: int = 1) -> dict:
+    """The first ``batch`` validation images, preprocessed (on the model's device)."""
     dataset_cfg = cfg.test_dataloader.dataset.copy()
-    dataset_cfg.indices = 1
-    data = model.data_preprocessor(pseudo_collate([DATASETS.build(dataset_cfg)[0]]), False)
+    dataset_cfg.indices = batch
+    dataset = DATASETS.build(dataset_cfg)
+    data = model.data_preprocessor(pseudo_collate([dataset[i] for i in range(batch)]), False)
     for sample in data['data_samples']:
         # pipelines without Resize: the image is at its own size (mmdet's heads need the key)
         if 'scale_factor' not in sample:
@@ -129,9 +142,10 @@ def train_batches(cfg: Config, batch_size: int, count: int, seed: int = 0) -> Li
             for i in range(count)]
 
 
-def time_train(cfg: Config, precision: str, batches: List[dict], warmup: int) -> Dict[str, float]:
+def time_train(cfg: Config, precision: str, batches: List[dict], warmup: int,
+               device: str = 'cpu') -> Dict[str, float]:
     """Median wall / CPU seconds per image of ``train_step`` (the first ``warmup`` untimed)."""
-    model = build_model(cfg)
+    model = build_model(cfg, device=device)
     model.train()
     optim_cfg = dict(type='MixedPrecisionOptimWrapper', optimizer=cfg.optim_wrapper.optimizer,
                      dtype=PRECISIONS[precision], channels_last=precision == 'bf16')
@@ -149,6 +163,7 @@ def time_train(cfg: Config, precision: str, batches: List[dict], warmup: int) ->
     n = len(batches[0]['inputs'])
     return dict(wall=statistics.median(c.wall for c in samples) / n,
                 cpu=statistics.median(c.cpu for c in samples) / n,
+                step=statistics.median(c.wall for c in samples),
                 active=precision == 'fp32' or wrapper.cast_dtype is not None)
 
 
@@ -179,10 +194,10 @@ class StageTimer:
 
 
 def time_predict(cfg: Config, precision: str, checkpoint: Optional[str], runs: int,
-                 warmup: int) -> Dict[str, float]:
-    """Median backbone / heads / post-processing / total seconds of ``predict`` (batch 1)."""
-    model = build_model(cfg, checkpoint).eval()
-    data = val_batch(cfg, model)
+                 warmup: int, batch: int = 1, device: str = 'cpu') -> Dict[str, float]:
+    """Median backbone / heads / post-processing / total seconds per image of ``predict``."""
+    model = build_model(cfg, checkpoint, device=device).eval()
+    data = val_batch(cfg, model, batch)
     timer = StageTimer()
     timer.wrap(model, 'extract_feat', 'backbone')
     post_modules = [m for m in model.modules() if hasattr(m, 'predict_by_feat')]
@@ -202,7 +217,8 @@ def time_predict(cfg: Config, precision: str, checkpoint: Optional[str], runs: i
                 backbone, post = stage.get('backbone', 0.0), stage.get('post', 0.0)
                 samples.append(dict(backbone=backbone, heads=c.wall - backbone - post, post=post,
                                     total=c.wall, cpu=c.cpu))
-    result = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
+    result = {k: statistics.median(s[k] for s in samples) / batch for k in samples[0]}
+    result['batch_total'] = result['total'] * batch
     result['instances'] = len(results[0].pred_instances)
     result['input'] = 'x'.join(map(str, data['inputs'].shape[-2:]))
     return result
@@ -215,10 +231,11 @@ def train_gflop(cfg: Config) -> float:
     return 3 * count_flops(model, data['inputs'], data['data_samples'])[''] / 1e9
 
 
-def profile_step(cfg: Config, batches: List[dict], top: int = 12) -> List[Tuple[str, float]]:
+def profile_step(cfg: Config, batches: List[dict], top: int = 12,
+                 device: str = 'cpu') -> List[Tuple[str, float]]:
     """Self-CPU share of the operator groups in one bf16 training step (after one warm-up)."""
     from torch.profiler import ProfilerActivity, profile
-    model = build_model(cfg)
+    model = build_model(cfg, device=device)
     model.train()
     wrapper = build_optim_wrapper(model, dict(type='MixedPrecisionOptimWrapper',
                                               optimizer=cfg.optim_wrapper.optimizer,
@@ -257,15 +274,15 @@ def render(res: Dict, args: argparse.Namespace, command: str) -> str:
         f'Peak of the same cores in the same run (2048x2048 matmul): float32 '
         f'**{peak["fp32"]["wall"]:.0f} GFLOP/s**, bf16 **{peak["bf16"]["wall"]:.0f} GFLOP/s** '
         f'(per CPU second: {peak["fp32"]["cpu"]:.0f} and {peak["bf16"]["cpu"]:.0f}).', '',
-        f'### Training (batch {args.train_batch}, real consep256 training batches, median of '
-        f'{args.train_steps - args.warmup} steps after {args.warmup} warm-up)', '',
+        f'### Training (batch {args.train_batch}, {args.device}, real consep256 training batches, '
+        f'median of {args.train_steps - args.warmup} steps after {args.warmup} warm-up)', '',
         'GFLOP/img: 3 x forward FLOPs (2 x multiply-adds of convs and matrix products, '
         '`a2bis_mm.utils.complexity`); % of peak: achieved GFLOP/s over the matmul peak of the same '
         'precision (wall; in brackets on CPU seconds); vs reference: its s/img over this s/img '
         '(> 1: faster).', '',
-        '| config | precision | s/img | CPU s/img | GFLOP/img | GFLOP/s | % of peak | vs '
+        '| config | precision | ms/step | s/img | CPU s/img | GFLOP/img | GFLOP/s | % of peak | vs '
         f'{ref} |',
-        '|---|---|---|---|---|---|---|---|',
+        '|---|---|---|---|---|---|---|---|---|',
     ]
     for name, row in res['train'].items():
         for prec, r in row['times'].items():
@@ -274,19 +291,20 @@ def render(res: Dict, args: argparse.Namespace, command: str) -> str:
             pct_cpu = 100 * row['gflop'] / r['cpu'] / peak[prec]['cpu']
             speedup = res['train'][ref]['times'][prec]['wall'] / r['wall']
             label = prec if r['active'] else f'{prec} (unavailable: float32)'
-            lines.append(f'| {name} | {label} | {r["wall"]:.3f} | {r["cpu"]:.3f} | '
+            lines.append(f'| {name} | {label} | {1e3 * r["step"]:.0f} | {r["wall"]:.3f} | '
+                         f'{r["cpu"]:.3f} | '
                          f'{row["gflop"]:.0f} | {gflops:.0f} | {pct:.0f}% ({pct_cpu:.0f}%) | '
                          f'{speedup:.2f}x |')
     lines += [
-        '', f'### Inference (batch 1, first consep256 val image, median of {args.runs} runs after '
-        f'{args.warmup} warm-up)', '',
+        '', f'### Inference (batch {args.predict_batch}, {args.device}, first consep256 val '
+        f'images, per image, median of {args.runs} runs after {args.warmup} warm-up)', '',
         'Post-processing = every `predict_by_feat` (A2B-IS: decoding, NMS, mask assignment and '
         'clean-up; Mask R-CNN: proposals, NMS, mask pasting); heads = total - backbone - post. '
         'vs reference: this total over the reference\'s total in the same precision (target for '
         f'A2B-IS: <= {PREDICT_RATIO_TARGET}).', '',
         f'| config | weights | precision | backbone ms | heads ms | post ms | total ms | CPU ms | '
-        f'post / total | instances | vs {ref} |',
-        '|---|---|---|---|---|---|---|---|---|---|---|',
+        f'ms/batch | post / total | instances | vs {ref} |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|',
     ]
     for name, row in res['predict'].items():
         for prec, r in row['times'].items():
@@ -294,7 +312,8 @@ def render(res: Dict, args: argparse.Namespace, command: str) -> str:
             lines.append(f'| {name} | {row["weights"]} | {prec} | {1e3 * r["backbone"]:.0f} | '
                          f'{1e3 * r["heads"]:.0f} | {1e3 * r["post"]:.0f} | '
                          f'{1e3 * r["total"]:.0f} | {1e3 * r["cpu"]:.0f} | '
-                         f'{100 * r["post"] / r["total"]:.1f}% | {r["instances"]} | {ratio:.2f} |')
+                         f'{1e3 * r["batch_total"]:.0f} | {100 * r["post"] / r["total"]:.1f}% | '
+                         f'{r["instances"]} | {ratio:.2f} |')
     if res.get('profile'):
         lines += ['', '### Where a bf16 A2B-IS training step goes (torch.profiler, self CPU time)',
                   '', '| operator | share |', '|---|---|']
@@ -310,7 +329,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='config whose times the ratios divide (default: the last config)')
     parser.add_argument('--checkpoints', nargs='+',
                         help='weights for each config, in order ("none": random weights)')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--train-batch', type=int, default=2)
+    parser.add_argument('--predict-batch', type=int, default=1)
+    parser.add_argument('--json', help='also write the raw numbers to this JSON file')
     parser.add_argument('--train-steps', type=int, default=4, help='steps per precision, '
                         'the first --warmup untimed')
     parser.add_argument('--runs', type=int, default=5, help='timed predict calls')
@@ -338,7 +360,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     load_before = os.getloadavg()[0]
     res: Dict = dict(machine=machine(), train={}, predict={})
     print('matmul peak ...', flush=True)
-    res['peak'] = matmul_peak()
+    res['peak'] = matmul_peak(args.device)
     names = []
     for config, ckpt in zip(args.configs, args.checkpoints):
         name = Path(config).stem
@@ -351,13 +373,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                     times={})
         for prec in args.precisions:
             print(f'{name}: train {prec} ...', flush=True)
-            res['train'][name]['times'][prec] = time_train(cfg, prec, batches, args.warmup)
+            res['train'][name]['times'][prec] = time_train(cfg, prec, batches, args.warmup,
+                                                           args.device)
             print(f'{name}: predict {prec} ...', flush=True)
-            res['predict'][name]['times'][prec] = time_predict(cfg, prec, weights, args.runs,
-                                                               args.warmup)
+            res['predict'][name]['times'][prec] = time_predict(
+                cfg, prec, weights, args.runs, args.warmup, args.predict_batch, args.device)
         if args.profile and len(names) == 1:
             print(f'{name}: profile ...', flush=True)
-            res['profile'] = profile_step(cfg, batches)
+            res['profile'] = profile_step(cfg, batches, device=args.device)
     res['reference'] = Path(args.reference).stem if args.reference else names[-1]
     load_after = os.getloadavg()[0]
     res['load'] = (load_before, load_after)
@@ -369,6 +392,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     section = render(res, args, command)
     if args.doc:
         replace_doc_section(args.doc, section, DOC_SECTION)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(res, f, indent=1, default=str)
     print(section)
     return 0
 
