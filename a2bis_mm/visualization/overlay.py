@@ -222,7 +222,7 @@ def draw_instances(image: np.ndarray,
     if not legend:
         return canvas
     note = f'{n} instances'
-    if n > max_labels:
+    if n > max_labels > 0:
         note += f' (labels shown for {max_labels} or fewer)'
     counts = np.bincount(labels, minlength=len(classes))[:len(classes)]
     return np.concatenate([canvas, _draw_legend(width, classes, palette, counts, note, scale)])
