@@ -16,7 +16,7 @@
 # Run there (device tool): command 'bash tools/gpu_run.sh', carry ['.whl', 'data/consep256'],
 #   timeout_s 600. Test the CPU path here first: bash tools/gpu_run.sh --dry-run (tiny budgets).
 # Knobs (environment): GPU_RUN_SECONDS (540: whole run), SPEED_S (200: the speed table), EPOCHS (50),
-# VAL (5), BATCH (8).
+# VAL (5), BATCH (8), STEPS ('speed train summary': which of steps 2-4 to run).
 set -uo pipefail
 
 DRY=0
@@ -52,6 +52,7 @@ else
   SUBSET=()
 fi
 export PYTHONUNBUFFERED=1
+STEPS=${STEPS:-speed train summary}
 
 # the configs read ../shared/data/consep256/ (relative to the repo root)
 if [[ ! -e ../shared/data/consep256/train.json ]]; then
@@ -71,19 +72,23 @@ EOF
 log "$(tr '\n' ' ' <"$OUT/env.txt")"
 
 # ---- 2. speed table -------------------------------------------------------------------------
-log "speed table"
-timeout $(( $(left) > SPEED_S ? SPEED_S : $(left) )) $PY tools/benchmark_speed.py \
-  --configs "${CONFIGS[@]}" "${SPEED[@]}" --doc "$OUT/speed.md" --json "$OUT/speed.json" \
-  >"$WORK/speed.log" 2>&1 || log "benchmark_speed failed or timed out (see logs.tar.gz: speed.log)"
+if [[ $STEPS == *speed* ]]; then
+  log "speed table"
+  timeout $(( $(left) > SPEED_S ? SPEED_S : $(left) )) $PY tools/benchmark_speed.py \
+    --configs "${CONFIGS[@]}" "${SPEED[@]}" --doc "$OUT/speed.md" --json "$OUT/speed.json" \
+    >"$WORK/speed.log" 2>&1 || log "benchmark_speed failed or timed out (see logs.tar.gz: speed.log)"
+fi
 
 # ---- 3. equal-budget trainings, side by side -------------------------------------------------
 # Every model trains at BATCH images per step with its config's learning rate scaled linearly
 # (lr x BATCH / config batch), in bf16 autocast (MixedPrecisionOptimWrapper: AMP on CUDA), so an
 # epoch is the same number of image-steps for all three.
 DEADLINE=$(( $(left) - 50 ))  # keep 50 s for the summary and the copies
-log "training ${#CONFIGS[@]} models side by side, up to $EPOCHS epochs, for at most $DEADLINE s"
+TRAIN_CONFIGS=("${CONFIGS[@]}")
+[[ $STEPS == *train* ]] || TRAIN_CONFIGS=()
+log "training ${#TRAIN_CONFIGS[@]} models side by side, up to $EPOCHS epochs, for at most $DEADLINE s"
 PIDS=()
-for cfg in "${CONFIGS[@]}"; do
+for cfg in "${TRAIN_CONFIGS[@]}"; do
   name=$(basename "$cfg" .py)
   lr=$($PY - "$cfg" "$BATCH" 2>/dev/null <<'EOF'
 import sys
@@ -103,7 +108,7 @@ EOF
   PIDS+=($!)
   log "  $name: batch $BATCH, lr $lr (pid $!)"
 done
-for pid in "${PIDS[@]}"; do wait "$pid"; done
+for pid in "${PIDS[@]+"${PIDS[@]}"}"; do wait "$pid"; done
 log "trainings ended"
 
 # ---- 4. summary and copies ------------------------------------------------------------------
