@@ -40,8 +40,8 @@ def test_misspelt_option_is_refused_with_the_nearest_key(cfg, key, near):
 
 def test_plus_adds_a_key_close_to_an_existing_one(cfg):
     with pytest.raises(ToolInputError, match="did you mean 'optim_wrapper.type'"):
-        check_cfg_options(cfg, {'optim_wrapper.dtype': 'bfloat16'})
-    assert check_cfg_options(cfg, {'+optim_wrapper.dtype': 'bfloat16'}) == {'optim_wrapper.dtype': 'bfloat16'}
+        check_cfg_options(cfg, {'optim_wrapper.types': 'bfloat16'})
+    assert check_cfg_options(cfg, {'+optim_wrapper.types': 'bfloat16'}) == {'optim_wrapper.types': 'bfloat16'}
 
 
 def test_list_index_out_of_range(cfg):
