@@ -9,7 +9,11 @@ __mmdet = get_config('mmdet::queryinst/queryinst_r50_fpn_1x_coco.py')
 model = __mmdet.model
 model.backbone.update(_base_.scratch_backbone)
 model.rpn_head.num_proposals = _base_.max_per_img
-model.roi_head.bbox_head = [dict(h, num_classes=_base_.num_classes) for h in model.roi_head.bbox_head]
+# Refined boxes clipped to the image (mmdet's QueryInst leaves them unclipped): on a CPU, FCNMaskHead pastes
+# each mask on its own box and fails ("upper bound and lower bound inconsistent") on a box wholly outside.
+model.roi_head.bbox_head = [
+    dict(h, num_classes=_base_.num_classes, bbox_coder=dict(h.bbox_coder, clip_border=True))
+    for h in model.roi_head.bbox_head]
 model.roi_head.mask_head = [dict(h, num_classes=_base_.num_classes) for h in model.roi_head.mask_head]
 model.test_cfg.rcnn.max_per_img = _base_.max_per_img
 optim_wrapper = __mmdet.optim_wrapper
