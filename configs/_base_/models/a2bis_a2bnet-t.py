@@ -36,12 +36,17 @@ model = dict(
         ce_pixel_skeleton_weight=False,
         dice_log_cosh=False),
     train_cfg=dict(anchor_thr=0.2, assign_mode='max_iou', use_anchor_weight=True),
+    # decoders (docs/decoder.md): flat keys for both, then the sub-dict of the chosen one;
+    # decoder='paper' gives the reference code's post-processing (docs/model.md, D7)
     test_cfg=dict(
+        decoder='vote',
         score_thr=0.01,
-        nms=dict(type='nms_rotated', iou_threshold=0.25),
         nms_pre=2000,
         max_per_img=300,
-        box_grow=2.0,
         mask_thr=0.5,
-        mask_postprocess=True,
-        skeleton_gate=None))
+        vote=dict(nms=dict(type='nms_rotated', iou_threshold=0.5), cap_area=256 * 256),
+        paper=dict(
+            nms=dict(type='nms_rotated', iou_threshold=0.25),
+            box_grow=2.0,
+            mask_postprocess=True,
+            skeleton_gate=None)))

@@ -1,0 +1,431 @@
+"""The voting decoder (``test_cfg.decoder='vote'``): each foreground pixel joins the instance its
+own predicted box agrees with, masks at input resolution when a full-resolution map is given.
+
+Steps for one image (docs/decoder.md has the measurements behind each choice):
+
+1. Seeds: pixels whose argmax class is an object class, score ``P_t * S >= score_thr``, the best
+   ``nms_pre`` of them (the cap grows with the image area, see ``cap_area``).
+2. Class-agnostic rotated NMS at ``nms.iou_threshold`` (0.5: crossing chromosomes, whose boxes
+   overlap up to ~0.4, both survive), at most ``max_per_img`` (scaled like ``nms_pre``). A cap
+   that cuts instances is reported once per image.
+3. Voting on the stride-s grid: every foreground pixel (argmax not background) looks at the kept
+   boxes that contain its block centre (grown by ``vote_margin`` input px). An object-class pixel
+   joins the one whose box agrees best with the pixel's own box (ProbIoU of the two boxes'
+   Gaussians; no vote when the best agreement is below ``vote_thr``); an overlap-class pixel joins
+   all of them (the overlap class exists to give a pixel to several instances).
+4. Instances with fewer than ``min_pixels`` voted object pixels are dropped, and so is an instance
+   whose voted pixels lie mostly (``mask_nms_thr``) inside a better-scored instance's (duplicates
+   that NMS left, e.g. two seeds on one long chromosome). Class = the class with the most
+   probability mass over the instance's object pixels; score = its seed's score.
+5. Masks: with a full-resolution foreground map (``maps['fg']``, (1, H, W) probabilities at input
+   resolution, optional ``maps['overlap']``), each foreground input pixel goes to the instance
+   that owns its block; where a block belongs to several instances the pixel joins all of them
+   if it is an overlap pixel, else the instance of the nearest input pixel that has a single
+   owner. Without ``fg`` the stride-s block masks are resampled bilinearly as the paper decoder
+   does. Then to the original size (``rescale``) by bilinear resampling at 0.5.
+"""
+import math
+from typing import Dict, Optional, Tuple
+
+import cv2
+import numpy as np
+import torch
+from mmdet.registry import TASK_UTILS
+from mmengine.config import ConfigDict
+from mmengine.logging import print_log
+from mmengine.structures import InstanceData
+from mmrotate.structures import RotatedBoxes
+from scipy.ndimage import distance_transform_edt
+from torch import Tensor
+
+from a2bis_mm.structures import points_in_rboxes, rbox_aabb, rescale_rboxes
+
+from .nms import rotated_nms
+
+__all__ = ['A2BVoteDecoder', 'VOTE_DEFAULTS', 'prob_iou']
+
+VOTE_DEFAULTS = dict(
+    score_thr=0.01,
+    nms=dict(type='nms_rotated', iou_threshold=0.5),
+    nms_pre=2000,
+    max_per_img=300,
+    cap_area=256 * 256,
+    vote_margin=1.0,
+    vote_thr=0.0,
+    min_pixels=1,
+    mask_nms_thr=None,
+    mask_thr=0.5,
+    mask_source='auto')
+
+
+def _gaussian(boxes: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """Covariance entries (s11, s22, s12) of the uniform distribution on each rotated box."""
+    w2, h2 = boxes[..., 2]**2 / 12, boxes[..., 3]**2 / 12
+    cos, sin = torch.cos(boxes[..., 4]), torch.sin(boxes[..., 4])
+    return (w2 * cos**2 + h2 * sin**2, w2 * sin**2 + h2 * cos**2, (w2 - h2) * sin * cos)
+
+
+def prob_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-6) -> Tensor:
+    """ProbIoU of rotated boxes, pairwise (aligned, broadcasting): ``1 - Hellinger distance``.
+
+    The boxes become Gaussians (mean = centre, covariance of the uniform distribution on the box);
+    ``1 - sqrt(1 - exp(-D_B))`` with ``D_B`` their Bhattacharyya distance. 1 for equal boxes, a
+    smooth, cheap (closed form) stand-in for the rotated IoU that also ranks disjoint boxes.
+    """
+    a1, b1, c1 = _gaussian(boxes1)
+    a2, b2, c2 = _gaussian(boxes2)
+    a, b, c = (a1 + a2) / 2, (b1 + b2) / 2, (c1 + c2) / 2
+    det = (a * b - c * c).clamp(min=eps)
+    dx = boxes1[..., 0] - boxes2[..., 0]
+    dy = boxes1[..., 1] - boxes2[..., 1]
+    maha = (b * dx * dx + a * dy * dy - 2 * c * dx * dy) / det
+    det1 = (a1 * b1 - c1 * c1).clamp(min=eps)
+    det2 = (a2 * b2 - c2 * c2).clamp(min=eps)
+    dist = maha / 8 + 0.5 * torch.log(det / torch.sqrt(det1 * det2))
+    return 1 - torch.sqrt((1 - torch.exp(-dist.clamp(min=0))).clamp(min=0))
+
+
+def _scaled_cap(cap: int, img_area: float, cap_area: Optional[float]) -> int:
+    """A cap per ``cap_area`` input px², grown with the image area (never below ``cap``)."""
+    if cap <= 0:
+        return cap
+    if not cap_area:
+        return int(cap)
+    return int(math.ceil(cap * max(1.0, img_area / cap_area)))
+
+
+def _empty(device, out_shape) -> InstanceData:
+    results = InstanceData()
+    results.bboxes = RotatedBoxes(torch.zeros((0, 5), device=device))
+    results.scores = torch.zeros((0, ), device=device)
+    results.labels = torch.zeros((0, ), dtype=torch.long, device=device)
+    results.masks = torch.zeros((0, *out_shape), dtype=torch.bool, device=device)
+    return results
+
+
+def _window_pairs(boxes: Tensor, h: int, w: int, stride: int,
+                  margin: float) -> Tuple[Tensor, Tensor, Tensor]:
+    """(box, row, col) of every feature pixel whose block centre lies in a box grown by margin.
+
+    Each box only visits the feature pixels of its axis-aligned window, so memory is
+    O(sum of window areas), not O(n * h * w).
+    """
+    n = boxes.shape[0]
+    x0, y0, x1, y1 = rbox_aabb(boxes)
+    half = stride / 2
+    # block centre of (r, c) is (s*c + s/2, s*r + s/2); clamp in float first (huge boxes)
+    c0 = torch.ceil(((x0 - margin - half) / stride).clamp(0, w)).long()
+    c1 = torch.floor(((x1 + margin - half) / stride).clamp(-1, w - 1)).long()
+    r0 = torch.ceil(((y0 - margin - half) / stride).clamp(0, h)).long()
+    r1 = torch.floor(((y1 + margin - half) / stride).clamp(-1, h - 1)).long()
+    win_w = (c1 - c0 + 1).clamp(min=0)
+    sizes = (r1 - r0 + 1).clamp(min=0) * win_w
+    box_ids = torch.repeat_interleave(torch.arange(n, device=boxes.device), sizes)
+    offsets = torch.arange(box_ids.numel(), device=boxes.device) - \
+        (torch.cumsum(sizes, 0) - sizes)[box_ids]
+    rows = r0[box_ids] + torch.div(offsets, win_w[box_ids], rounding_mode='floor')
+    cols = c0[box_ids] + offsets % win_w[box_ids]
+    centers = torch.stack([cols, rows], -1).to(boxes.dtype) * stride + half
+    inside = points_in_rboxes(centers, boxes[box_ids], margin)
+    return box_ids[inside], rows[inside], cols[inside]
+
+
+@TASK_UTILS.register_module()
+class A2BVoteDecoder:
+    """Voting decoder for the A2B-IS maps (see the module docstring and docs/decoder.md).
+
+    Maps: ``skeleton`` (1, h, w), ``seg`` (C, h, w), ``rboxes`` (h, w, 5) and optionally ``fg``
+    / ``overlap`` (1, H, W) probabilities at input resolution (the refinement head's output).
+
+    Args:
+        stride (int): feature stride s.
+        **cfg: ``score_thr``, ``nms``, ``nms_pre``, ``max_per_img`` (caps per ``cap_area`` input
+            px², scaled up with the image area; ``cap_area=None`` for fixed caps, ``<= 0`` for
+            no cap), ``vote_margin``, ``vote_thr``, ``min_pixels``, ``mask_nms_thr``,
+            ``mask_thr``, ``mask_source`` (``'auto'``: the ``fg`` map when given, else the
+            stride-s blocks; ``'fullres'``; ``'stride'``). Keys that only another decoder knows
+            are ignored, so one ``test_cfg`` serves all decoders.
+    """
+
+    KEYS = tuple(VOTE_DEFAULTS)
+
+    def __init__(self, stride: int = 2, **cfg) -> None:
+        self.stride = int(stride)
+        self.cfg = ConfigDict(VOTE_DEFAULTS)
+        self.cfg.update({k: v for k, v in cfg.items() if k in self.KEYS})
+        nms = self.cfg.nms
+        if nms.get('type', 'nms_rotated') != 'nms_rotated' or nms.get('iou_threshold', 0) <= 0:
+            raise ValueError(f"nms must be dict(type='nms_rotated', iou_threshold>0), got {nms}")
+        if self.cfg.mask_source not in ('auto', 'fullres', 'stride'):
+            raise ValueError("mask_source must be 'auto', 'fullres' or 'stride', got "
+                             f'{self.cfg.mask_source!r}')
+
+    def _warn_cap(self, img_meta: dict, what: str, cap: int, count: int) -> None:
+        print_log(f'{img_meta.get("img_path", "image")}: {what} cap {cap} cut {count} '
+                  f'candidates; raise test_cfg.{what} (or cap_area) if instances are missing',
+                  logger='current', level=30)
+
+    def decode(self, maps: Dict[str, Tensor], img_meta: dict,
+               rescale: bool = True) -> InstanceData:
+        """Decode one image's maps into instances (see the class docstring)."""
+        cfg, s = self.cfg, self.stride
+        skeleton, seg, rboxes = maps['skeleton'], maps['seg'], maps['rboxes']
+        if seg.dim() != 3 or seg.shape[0] < 3:
+            raise ValueError(f'seg must be (C>=3, h, w), got {tuple(seg.shape)}')
+        num_channels, h, w = seg.shape
+        if tuple(skeleton.shape) != (1, h, w) or tuple(rboxes.shape) != (h, w, 5):
+            raise ValueError(f'skeleton must be (1, {h}, {w}) and rboxes ({h}, {w}, 5), got '
+                             f'{tuple(skeleton.shape)} and {tuple(rboxes.shape)}')
+        overlap_label = num_channels - 1
+        device = seg.device
+        img_h, img_w = (int(x) for x in img_meta['img_shape'][:2])
+        if rescale:
+            out_shape = tuple(int(x) for x in img_meta['ori_shape'][:2])
+            sx, sy = (float(x) for x in img_meta.get('scale_factor', (1.0, 1.0))[:2])
+        else:
+            out_shape, (sx, sy) = (img_h, img_w), (1.0, 1.0)
+        rboxes = rboxes.float().reshape(-1, 5)
+        seg = seg.float()
+
+        # 1. seeds
+        prob, cls_map = seg.max(dim=0)
+        inside = torch.zeros((h, w), dtype=torch.bool, device=device)
+        inside[:int(math.ceil(img_h / s)), :int(math.ceil(img_w / s))] = True
+        fg_map = (cls_map > 0) & inside
+        scores = (prob * skeleton[0].float()).flatten()
+        valid = ((cls_map >= 1) & (cls_map < overlap_label) & inside).flatten()
+        valid &= (scores >= cfg.score_thr) & torch.isfinite(rboxes).all(dim=1)
+        cand = valid.nonzero().squeeze(1)
+        area = float(img_h * img_w)
+        nms_pre = _scaled_cap(cfg.nms_pre, area, cfg.cap_area)
+        max_per_img = _scaled_cap(cfg.max_per_img, area, cfg.cap_area)
+        if 0 < nms_pre < cand.numel():
+            cand = cand[scores[cand].topk(nms_pre).indices]
+            cut_pre = True
+        else:
+            cut_pre = False
+        if cand.numel() == 0:
+            return _empty(device, out_shape)
+
+        # 2. NMS
+        keep = rotated_nms(rboxes[cand], scores[cand], cfg.nms['iou_threshold'], -1)
+        if 0 < max_per_img < keep.numel():
+            self._warn_cap(img_meta, 'max_per_img', max_per_img, keep.numel() - max_per_img)
+            keep = keep[:max_per_img]
+        elif cut_pre:
+            self._warn_cap(img_meta, 'nms_pre', nms_pre, int(valid.sum()) - nms_pre)
+        seeds = cand[keep]
+        boxes, inst_scores = rboxes[seeds], scores[seeds]
+        n = boxes.shape[0]
+
+        # 3. voting on the stride-s grid
+        box_ids, rows, cols = _window_pairs(boxes, h, w, s, cfg.vote_margin)
+        pix_cls = cls_map[rows, cols]
+        on = fg_map[rows, cols]
+        box_ids, rows, cols, pix_cls = box_ids[on], rows[on], cols[on], pix_cls[on]
+        flat = rows * w + cols
+        is_ovl = pix_cls == overlap_label
+        agree = prob_iou(boxes[box_ids], rboxes[flat])
+        obj = ~is_ovl & (agree >= cfg.vote_thr)
+        best = torch.full((h * w, ), -1.0, device=device)
+        best.scatter_reduce_(0, flat[obj], agree[obj], 'amax')
+        winner = obj & (agree == best[flat])
+        # ties (equal agreement): the better-scored (lower index after NMS) instance wins
+        first = torch.full((h * w, ), n, dtype=torch.long, device=device)
+        first.scatter_reduce_(0, flat[winner], box_ids[winner], 'amin')
+        winner &= box_ids == first[flat]
+        member = winner | is_ovl
+        box_ids, flat, pix_cls, winner = box_ids[member], flat[member], pix_cls[member], \
+            winner[member]
+
+        # 4. drop empty / duplicate instances, class by probability mass
+        own = torch.bincount(box_ids[winner], minlength=n)
+        alive = own >= max(int(cfg.min_pixels), 1)
+        if cfg.mask_nms_thr is not None and cfg.mask_nms_thr < 1 and n > 1:
+            alive &= ~self._mask_duplicates(box_ids, flat, n, h * w, cfg.mask_nms_thr)
+        cls_mass = torch.zeros((n, num_channels), device=device)
+        cls_mass.index_add_(0, box_ids[winner], seg[:, flat[winner] // w, flat[winner] % w].T)
+        labels = cls_mass[:, 1:overlap_label].argmax(dim=1)
+        idx = alive.nonzero().squeeze(1)
+        if idx.numel() == 0:
+            return _empty(device, out_shape)
+        remap = torch.full((n, ), -1, dtype=torch.long, device=device)
+        remap[idx] = torch.arange(idx.numel(), device=device)
+        sel = alive[box_ids]
+        box_ids, flat, winner = remap[box_ids[sel]], flat[sel], winner[sel]
+        boxes, inst_scores, labels = boxes[idx], inst_scores[idx], labels[idx]
+
+        # 5. masks
+        use_full = cfg.mask_source == 'fullres' or (cfg.mask_source == 'auto' and 'fg' in maps)
+        if use_full:
+            if 'fg' not in maps:
+                raise KeyError("mask_source='fullres' needs maps['fg'] at input resolution")
+            masks = self._fullres_masks(maps, box_ids, flat, winner, idx.numel(), (h, w),
+                                        (img_h, img_w), out_shape, (sx, sy))
+        else:
+            masks = self._stride_masks(box_ids, flat, idx.numel(), (h, w), (img_h, img_w),
+                                       out_shape, (sx, sy))
+        results = InstanceData()
+        results.bboxes = RotatedBoxes(rescale_rboxes(boxes, (sx, sy)) if rescale else boxes)
+        results.scores = inst_scores
+        results.labels = labels
+        results.masks = torch.from_numpy(masks).to(device)
+        return results
+
+    __call__ = decode
+
+    @staticmethod
+    def _mask_duplicates(box_ids: Tensor, flat: Tensor, n: int, num_pix: int,
+                         thr: float) -> Tensor:
+        """Instances whose pixels lie at least ``thr`` inside a better-ranked instance's."""
+        size = torch.bincount(box_ids, minlength=n)
+        # pairs of instances sharing a pixel, from the (pixel, instance) memberships
+        order = torch.argsort(flat * n + box_ids)
+        f, b = flat[order], box_ids[order]
+        same = f[1:] == f[:-1]
+        if not same.any():
+            return torch.zeros(n, dtype=torch.bool, device=box_ids.device)
+        # all pairs within a pixel group: groups are small (a pixel is in few instances)
+        starts = torch.nonzero(torch.cat([same.new_ones(1), ~same])).squeeze(1)
+        counts = torch.diff(torch.cat([starts, starts.new_tensor([f.numel()])]))
+        pairs = []
+        for k in range(2, int(counts.max()) + 1):
+            grp = starts[counts == k]
+            for i in range(k):
+                for j in range(i + 1, k):
+                    pairs.append(torch.stack([b[grp + i], b[grp + j]], 1))
+        pairs = torch.cat(pairs)
+        lo, hi = pairs.min(1).values, pairs.max(1).values  # lo outranks hi
+        key, shared = torch.unique(lo * n + hi, return_counts=True)
+        lo, hi = key // n, key % n
+        dup = shared.float() / size[hi].clamp(min=1).float() >= thr
+        out = torch.zeros(n, dtype=torch.bool, device=box_ids.device)
+        out[hi[dup]] = True
+        return out
+
+    def _stride_masks(self, box_ids, flat, n, feat_shape, img_shape, out_shape,
+                      scale) -> np.ndarray:
+        """Each instance's stride-s blocks, resampled bilinearly to the output grid at 0.5."""
+        h, w = feat_shape
+        s = self.stride
+        masks = np.zeros((n, *out_shape), dtype=bool)
+        ids = box_ids.cpu().numpy()
+        rr, cc = (flat // w).cpu().numpy(), (flat % w).cpu().numpy()
+        order = np.argsort(ids, kind='stable')
+        ids, rr, cc = ids[order], rr[order], cc[order]
+        bounds = np.searchsorted(ids, np.arange(n + 1))
+        for i in range(n):
+            a, b = bounds[i], bounds[i + 1]
+            if a == b:
+                continue
+            r0, r1, c0, c1 = rr[a:b].min(), rr[a:b].max() + 1, cc[a:b].min(), cc[a:b].max() + 1
+            block = np.zeros((r1 - r0, c1 - c0), np.float32)
+            block[rr[a:b] - r0, cc[a:b] - c0] = 1
+            # a block covers s x s input px: sample at input resolution first
+            win = np.repeat(np.repeat(block, s, 0), s, 1)
+            _paste(masks[i], win, r0 * s, c0 * s, img_shape, scale, self.cfg.mask_thr)
+        return masks
+
+    def _fullres_masks(self, maps, box_ids, flat, winner, n, feat_shape, img_shape, out_shape,
+                       scale) -> np.ndarray:
+        """Masks at input resolution from the ``fg`` / ``overlap`` maps and the block owners."""
+        h, w = feat_shape
+        s = self.stride
+        img_h, img_w = img_shape
+        thr = self.cfg.mask_thr
+        fg = maps['fg'][0, :img_h, :img_w].float().cpu().numpy() >= thr
+        overlap = maps.get('overlap')
+        overlap = (overlap[0, :img_h, :img_w].float().cpu().numpy() >= thr) if overlap is not None \
+            else np.zeros_like(fg)
+        ids = box_ids.cpu().numpy()
+        fl = flat.cpu().numpy()
+        # number of instances per block and the single owner where there is one
+        nb = np.bincount(fl, minlength=h * w)
+        owner = np.full(h * w, -1, np.int64)
+        single = nb[fl] == 1
+        owner[fl[single]] = ids[single]
+        owner_full = np.repeat(np.repeat(owner.reshape(h, w), s, 0), s, 1)[:img_h, :img_w]
+        nb_full = np.repeat(np.repeat(nb.reshape(h, w), s, 0), s, 1)[:img_h, :img_w]
+        label = np.where(fg & (nb_full == 1), owner_full, -1)
+        # shared blocks and foreground outside every block: the nearest single-owner pixel
+        todo = fg & (nb_full != 1)
+        if todo.any() and (label >= 0).any():
+            _, (iy, ix) = distance_transform_edt(label < 0, return_indices=True)
+            nearest = label[iy, ix]
+            near_ok = todo & (nb_full == 0)
+            # foreground outside any voted block joins a neighbour at most one block away
+            dist2 = (iy - np.arange(img_h)[:, None])**2 + (ix - np.arange(img_w)[None])**2
+            near_ok &= dist2 <= s * s
+            label = np.where(near_ok, nearest, label)
+            shared = todo & (nb_full > 1)
+        else:
+            shared = np.zeros_like(fg)
+            nearest = label
+        masks = np.zeros((n, *out_shape), dtype=bool)
+        full = np.zeros((n, img_h, img_w), dtype=bool) if n else np.zeros((0, img_h, img_w), bool)
+        ys, xs = np.nonzero(label >= 0)
+        full[label[ys, xs], ys, xs] = True
+        if shared.any():
+            # members of each shared block
+            multi = nb[fl] > 1
+            m_ids, m_fl = ids[multi], fl[multi]
+            sy_, sx_ = np.nonzero(shared)
+            blk = (sy_ // s) * w + (sx_ // s)
+            near = nearest[sy_, sx_]
+            ovl = overlap[sy_, sx_]
+            # (pixel, member) pairs through the sorted block index
+            order = np.argsort(m_fl, kind='stable')
+            m_ids, m_fl = m_ids[order], m_fl[order]
+            lo = np.searchsorted(m_fl, blk, 'left')
+            hi = np.searchsorted(m_fl, blk, 'right')
+            cnt = hi - lo
+            pix = np.repeat(np.arange(blk.size), cnt)
+            mem = m_ids[np.repeat(lo, cnt) + (np.arange(pix.size) - np.repeat(np.cumsum(cnt) - cnt, cnt))]
+            # an overlap pixel joins every member, another pixel the member nearest to it
+            # (or, if the nearest single-owner pixel belongs to none of them, the first member)
+            take = ovl[pix] | (mem == near[pix])
+            has = np.zeros(blk.size, bool)
+            has[pix[take]] = True
+            first = np.ones(pix.size, bool)
+            first[1:] = pix[1:] != pix[:-1]
+            take |= first & ~has[pix]
+            full[mem[take], sy_[pix[take]], sx_[pix[take]]] = True
+        for i in range(n):
+            ys, xs = np.nonzero(full[i])
+            if ys.size == 0:
+                continue
+            y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+            _paste(masks[i], full[i, y0:y1, x0:x1].astype(np.float32), y0, x0, img_shape, scale,
+                   0.5)
+        return masks
+
+
+def _paste(out: np.ndarray, win: np.ndarray, y0: int, x0: int, img_shape: Tuple[int, int],
+           scale: Tuple[float, float], thr: float) -> None:
+    """Resample an input-resolution window (top-left input pixel (y0, x0)) into ``out``.
+
+    Output pixel ``X`` samples input point ``(X + 0.5) * sx - 0.5`` (pixel-centre aligned, as
+    ``cv2.resize``); values >= ``thr`` are set.
+    """
+    sx, sy = scale
+    out_h, out_w = out.shape
+    if sx == 1.0 and sy == 1.0:
+        y1, x1 = min(y0 + win.shape[0], out_h), min(x0 + win.shape[1], out_w)
+        out[y0:y1, x0:x1] |= win[:y1 - y0, :x1 - x0] >= thr
+        return
+    img_h, img_w = img_shape
+    win = win[:max(0, img_h - y0), :max(0, img_w - x0)]
+    if win.size == 0:
+        return
+    ox0 = max(int(np.floor((x0 - 1.0) / sx)), 0)
+    oy0 = max(int(np.floor((y0 - 1.0) / sy)), 0)
+    ox1 = min(int(np.ceil((x0 + win.shape[1] + 1.0) / sx)), out_w)
+    oy1 = min(int(np.ceil((y0 + win.shape[0] + 1.0) / sy)), out_h)
+    if ox1 <= ox0 or oy1 <= oy0:
+        return
+    affine = np.array([[sx, 0, (ox0 + 0.5) * sx - 0.5 - x0],
+                       [0, sy, (oy0 + 0.5) * sy - 0.5 - y0]], dtype=np.float64)
+    res = cv2.warpAffine(win, affine, (ox1 - ox0, oy1 - oy0),
+                         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    out[oy0:oy1, ox0:ox1] |= res >= thr
