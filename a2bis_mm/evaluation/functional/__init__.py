@@ -11,14 +11,18 @@ from .pq import (
     PQStat,
     bpq_mpq,
     get_fast_pq,
+    instance_pq,
+    mask_pairwise_iou,
     multi_class_pq,
     paint_instances,
     pairwise_iou,
+    per_image_instance_pq,
     per_image_pq,
 )
 
 __all__ = [
     'REC_THRS', 'accumulate_ap', 'ap_from_matches', 'coco_mask_ap', 'match_rboxes_single',
     'match_single_image', 'rbox_ap', 'PQStat', 'bpq_mpq', 'get_fast_pq', 'multi_class_pq',
-    'paint_instances', 'pairwise_iou', 'per_image_pq'
+    'paint_instances', 'pairwise_iou', 'per_image_pq', 'instance_pq', 'mask_pairwise_iou',
+    'per_image_instance_pq'
 ]

@@ -45,3 +45,10 @@ val_dataloader = dict(
         data_prefix=dict(img='val/'),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
+
+val_evaluator = [
+    # crossing chromosomes overlap: PQ between instance masks, not painted maps (docs/metrics.md)
+    dict(type='PanopticQualityMetric', overlap_aware=True),
+    dict(type='InstanceAP50Metric'),
+]
+test_evaluator = val_evaluator
