@@ -7,8 +7,9 @@ coordinates; see ``rbox.py`` and docs/components.md). Rotated IoUs go through
 from typing import Sequence, Tuple
 
 import torch
-from mmcv.ops import box_iou_rotated
 from torch import Tensor
+
+from .rbox_iou import rbox_overlaps
 
 __all__ = [
     'ANCHOR_HALF_SIZE', 'square_intersects_rbox', 'points_in_rboxes', 'rescale_rboxes',
@@ -21,12 +22,13 @@ ANCHOR_HALF_SIZE = 1.5  # half side of the 3x3 input-pixel anchor square
 def rbox_iou_aligned(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     """Rotated IoU of box pairs ``(boxes1[k], boxes2[k])``, (n, 5) each.
 
-    The one place where the decoder and its helpers compute exact rotated IoUs, so that the
-    polygon-clipping implementation can be swapped in one line.
+    The one place where the decoder and its helpers compute rotated IoUs: the exact
+    :func:`~a2bis_mm.structures.rbox_iou.rbox_overlaps` (mmcv 2.1's CPU ``box_iou_rotated`` is wrong
+    when edges are collinear, e.g. 0.434 for a box against a copy 1e-6 px taller).
     """
     if boxes1.numel() == 0:
         return boxes1.new_zeros((0, ))
-    return box_iou_rotated(boxes1.float(), boxes2.float(), aligned=True)
+    return rbox_overlaps(boxes1.float(), boxes2.float(), aligned=True)
 
 
 def square_intersects_rbox(centers: Tensor, boxes: Tensor,

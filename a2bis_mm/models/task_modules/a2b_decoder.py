@@ -1,7 +1,7 @@
 """A2B-IS decoders: one image's dense maps -> rotated boxes, scores, labels and masks.
 
-Every decoder is a ``TASK_UTILS`` class built from the model's ``test_cfg`` by
-:func:`build_decoder` (``test_cfg.decoder`` picks it) and called as
+The head builds :class:`A2BDecoder` from the model's ``test_cfg`` (``test_cfg.decoder`` picks
+the algorithm; :func:`build_decoder` does the same) and calls
 ``decoder.decode(maps, img_meta, rescale=True)`` with the maps of ONE image:
 
 * ``skeleton`` (1, h, w) skeleton probabilities S,
@@ -14,7 +14,7 @@ It returns ``InstanceData`` with ``bboxes`` (``RotatedBoxes``), ``scores``, 0-ba
 bool ``masks`` (n, H, W) at the original image size when ``rescale`` (at ``img_shape`` otherwise),
 sorted by descending score (docs/components.md, docs/decoder.md).
 """
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 from mmdet.registry import TASK_UTILS
 from mmengine.config import ConfigDict
@@ -24,7 +24,7 @@ from torch import Tensor
 from .paper_decoder import a2b_postprocess
 from .vote_decoder import A2BVoteDecoder  # noqa: F401  registers it
 
-__all__ = ['A2BPaperDecoder', 'build_decoder', 'DECODERS']
+__all__ = ['A2BDecoder', 'A2BPaperDecoder', 'build_decoder', 'DECODERS']
 
 PAPER_DEFAULTS = dict(score_thr=0.01, nms=dict(type='nms_rotated', iou_threshold=0.25),
                       nms_pre=2000, max_per_img=300, box_grow=2.0, mask_thr=0.5,
@@ -80,35 +80,71 @@ DECODERS = {'paper': 'A2BPaperDecoder', 'vote': 'A2BVoteDecoder'}
 DEFAULT_DECODER = 'vote'
 
 
-def build_decoder(test_cfg: Optional[dict], stride: int = 2, **kwargs):
-    """Build the decoder a model's ``test_cfg`` asks for.
+def _decoder_settings(cfg: dict) -> Tuple[str, dict]:
+    """(decoder name, its settings): the flat keys updated by the sub-dict named after it."""
+    cfg = dict(cfg)
+    name = cfg.pop('decoder', DEFAULT_DECODER)
+    if name not in DECODERS:
+        raise ValueError(f'test_cfg.decoder must be one of {sorted(DECODERS)}, got {name!r}')
+    own = cfg.get(name) or {}
+    for key in DECODERS:
+        cfg.pop(key, None)
+    cfg.update(own)
+    return name, cfg
 
-    ``test_cfg.decoder`` names it (``'vote'`` or ``'paper'``, see ``DECODERS``; default
-    ``DEFAULT_DECODER``), or ``test_cfg.type`` gives a ``TASK_UTILS`` type directly. Its settings
-    are the flat keys of ``test_cfg`` updated by the sub-dict named after the decoder, so one
-    ``test_cfg`` holds the settings of both and ``decoder='paper'`` alone switches::
+
+@TASK_UTILS.register_module()
+class A2BDecoder:
+    """The decoder a model's ``test_cfg`` asks for (what the A2B-IS head builds).
+
+    ``decoder`` names it (``'vote'``, default, or ``'paper'``); its settings are the flat keys of
+    the config updated by the sub-dict named after it, so one ``test_cfg`` holds the settings of
+    both and ``decoder='paper'`` alone switches (docs/decoder.md)::
 
         test_cfg = dict(decoder='vote', score_thr=0.01, nms_pre=2000, max_per_img=300,
                         vote=dict(nms=dict(type='nms_rotated', iou_threshold=0.5)),
                         paper=dict(nms=dict(type='nms_rotated', iou_threshold=0.25)))
 
     Args:
+        num_classes (int, optional): object classes N; when given, ``seg`` must have N + 2
+            channels (the overlap channel is N + 1). Without it the last channel is overlap.
+        stride (int): feature stride s of the maps.
+        decoder (str): ``'vote'`` or ``'paper'``.
+        **cfg: the decoders' settings (see :class:`A2BVoteDecoder`, :class:`A2BPaperDecoder`).
+    """
+
+    def __init__(self, num_classes: Optional[int] = None, stride: int = 2,
+                 decoder: str = DEFAULT_DECODER, **cfg) -> None:
+        name, settings = _decoder_settings(dict(cfg, decoder=decoder))
+        self.name = name
+        self.num_classes = num_classes
+        self.impl = TASK_UTILS.build(dict(type=DECODERS[name], stride=stride, **settings))
+
+    def decode(self, maps: Dict[str, Tensor], img_meta: dict,
+               rescale: bool = True) -> InstanceData:
+        """Decode one image's maps (see the module docstring)."""
+        _check_maps(maps)
+        if self.num_classes is not None and maps['seg'].shape[0] != self.num_classes + 2:
+            raise ValueError(f"seg has {maps['seg'].shape[0]} channels, expected num_classes + 2 "
+                             f'= {self.num_classes + 2} (background, classes, overlap)')
+        return self.impl.decode(maps, img_meta, rescale=rescale)
+
+    __call__ = decode
+
+
+def build_decoder(test_cfg: Optional[dict], stride: int = 2,
+                  num_classes: Optional[int] = None) -> A2BDecoder:
+    """Build :class:`A2BDecoder` (or ``test_cfg.type``) from a model's ``test_cfg``.
+
+    Args:
         test_cfg (dict, optional): the model's test config.
         stride (int): feature stride of the maps.
-        **kwargs: ignored (room for callers that pass e.g. ``num_classes``).
+        num_classes (int, optional): object classes N (checked against the seg channels).
 
     Returns:
         The decoder, with ``decode(maps, img_meta, rescale=True)``.
     """
     cfg = dict(test_cfg or {})
-    name = cfg.pop('decoder', DEFAULT_DECODER)
-    dec_type = cfg.pop('type', None)
-    if dec_type is None:
-        if name not in DECODERS:
-            raise ValueError(f'test_cfg.decoder must be one of {sorted(DECODERS)}, got {name!r}')
-        dec_type = DECODERS[name]
-    own = cfg.get(name) or {}
-    for key in DECODERS:
-        cfg.pop(key, None)
-    cfg.update(own)
-    return TASK_UTILS.build(dict(type=dec_type, stride=stride, **cfg))
+    cfg.setdefault('type', 'A2BDecoder')
+    cfg.update(stride=stride, num_classes=num_classes)
+    return TASK_UTILS.build(cfg)

@@ -27,6 +27,8 @@ from a2bis_mm.datasets.transforms.targets import GenerateA2BTargets
 
 __all__ = ['ideal_maps']
 
+OVERLAP_SENTINEL = 254  # GenerateA2BTargets' overlap value once the head owns num_classes
+
 
 def _block_coverage(mask: np.ndarray, y0: int, y1: int, x0: int, x1: int, stride: int):
     """Input-pixel count of each ``stride x stride`` block of a mask's bounding crop."""
@@ -70,7 +72,9 @@ def ideal_maps(masks: np.ndarray,
     out = targets(dict(gt_masks=BitmapMasks(masks, height, width),
                        gt_bboxes_labels=np.asarray(labels, np.int64),
                        gt_ignore_flags=np.zeros(n, bool)))
-    seg_map, heat = out['gt_seg_map'], out['gt_skeleton']
+    seg_map, heat = out['gt_seg_map'].astype(np.int64), out['gt_skeleton']
+    # the target transform may write overlap as a sentinel (254) that the head maps to N + 1
+    seg_map[seg_map == OVERLAP_SENTINEL] = num_classes + 1
     kept = out['gt_masks'].masks.astype(bool)
     boxes = out['gt_bboxes'].tensor.numpy()
     h, w = seg_map.shape
@@ -96,7 +100,7 @@ def ideal_maps(masks: np.ndarray,
                        np.full((h, w), anchor_size), np.zeros((h, w))], -1).astype(np.float32)
     rboxes[owner >= 0] = boxes[owner[owner >= 0]]
     seg = np.zeros((num_classes + 2, h, w), np.float32)
-    np.put_along_axis(seg, seg_map[None].astype(np.int64), 1.0, axis=0)
+    np.put_along_axis(seg, seg_map[None], 1.0, axis=0)
 
     # indices of the kept instances among the input masks (same filter, same order)
     keep = []

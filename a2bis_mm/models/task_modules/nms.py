@@ -34,15 +34,16 @@ def _greedy_nms_sorted(boxes: Tensor, iou_thr: float) -> Tensor:
 
 def rotated_nms(boxes: Tensor, scores: Tensor, iou_thr: float, max_num: int = -1,
                 chunk: int = 256) -> Tensor:
-    """Greedy class-agnostic rotated NMS, same result as ``mmcv.ops.nms_rotated``.
+    """Greedy class-agnostic rotated NMS, the result of ``mmcv.ops.nms_rotated`` with exact IoUs.
 
     Own code because mmcv's CPU kernel clips a polygon pair for every remaining pair
-    (O(n * kept) clippings, ~0.2-1 s for 2,000 dense candidates on one core). Here boxes are
-    taken in score-ranked chunks: a chunk first loses the boxes that an already kept box
-    suppresses, then its survivors are resolved among themselves (:func:`_greedy_nms_sorted`);
-    IoUs (``box_iou_rotated``) are only computed for pairs whose axis-aligned upper bound can
-    reach ``iou_thr``. Suppression at IoU >= ``iou_thr`` as in mmcv's CPU kernel; equal scores
-    are ranked by index (mmcv's unstable sort ranks them arbitrarily).
+    (O(n * kept) clippings, ~0.2-1 s for 2,000 dense candidates on one core) and its IoU is wrong
+    on collinear edges. Here boxes are taken in score-ranked chunks: a chunk first loses the boxes
+    that an already kept box suppresses, then its survivors are resolved among themselves
+    (:func:`_greedy_nms_sorted`); IoUs (:func:`~a2bis_mm.structures.rbox_iou_aligned`, exact)
+    are only computed for pairs whose axis-aligned upper bound can reach ``iou_thr``.
+    Suppression at IoU >= ``iou_thr`` as in mmcv's CPU kernel; equal scores are ranked by index
+    (mmcv's unstable sort ranks them arbitrarily).
 
     Args:
         boxes (Tensor): (n, 5) rotated boxes.

@@ -38,7 +38,7 @@ from mmrotate.structures import RotatedBoxes
 from scipy.ndimage import distance_transform_edt
 from torch import Tensor
 
-from a2bis_mm.structures import points_in_rboxes, rbox_aabb, rescale_rboxes
+from a2bis_mm.structures import points_in_rboxes, rbox_aabb, rbox_candidate_pairs, rescale_rboxes
 
 from .nms import rotated_nms
 
@@ -53,7 +53,8 @@ VOTE_DEFAULTS = dict(
     vote_margin=1.0,
     vote_thr=0.0,
     min_pixels=1,
-    mask_nms_thr=None,
+    merge_thr=0.7,
+    refine_iters=1,
     mask_thr=0.5,
     mask_source='auto')
 
@@ -218,31 +219,17 @@ class A2BVoteDecoder:
         boxes, inst_scores = rboxes[seeds], scores[seeds]
         n = boxes.shape[0]
 
-        # 3. voting on the stride-s grid
-        box_ids, rows, cols = _window_pairs(boxes, h, w, s, cfg.vote_margin)
-        pix_cls = cls_map[rows, cols]
-        on = fg_map[rows, cols]
-        box_ids, rows, cols, pix_cls = box_ids[on], rows[on], cols[on], pix_cls[on]
-        flat = rows * w + cols
-        is_ovl = pix_cls == overlap_label
-        agree = prob_iou(boxes[box_ids], rboxes[flat])
-        obj = ~is_ovl & (agree >= cfg.vote_thr)
-        best = torch.full((h * w, ), -1.0, device=device)
-        best.scatter_reduce_(0, flat[obj], agree[obj], 'amax')
-        winner = obj & (agree == best[flat])
-        # ties (equal agreement): the better-scored (lower index after NMS) instance wins
-        first = torch.full((h * w, ), n, dtype=torch.long, device=device)
-        first.scatter_reduce_(0, flat[winner], box_ids[winner], 'amin')
-        winner &= box_ids == first[flat]
-        member = winner | is_ovl
-        box_ids, flat, pix_cls, winner = box_ids[member], flat[member], pix_cls[member], \
-            winner[member]
-
-        # 4. drop empty / duplicate instances, class by probability mass
+        # 3. voting on the stride-s grid, 4. refined boxes, duplicates merged, vote again
+        vote_args = (rboxes, cls_map, fg_map, overlap_label, cfg.vote_margin, cfg.vote_thr)
+        box_ids, flat, winner = self._vote(boxes, *vote_args)
+        for _ in range(int(cfg.refine_iters)):
+            boxes, keep = self._refine(boxes, box_ids, flat, winner, rboxes, scores)
+            boxes, inst_scores = boxes[keep], inst_scores[keep]
+            box_ids, flat, winner = self._vote(boxes, *vote_args)
+        n = boxes.shape[0]
         own = torch.bincount(box_ids[winner], minlength=n)
         alive = own >= max(int(cfg.min_pixels), 1)
-        if cfg.mask_nms_thr is not None and cfg.mask_nms_thr < 1 and n > 1:
-            alive &= ~self._mask_duplicates(box_ids, flat, n, h * w, cfg.mask_nms_thr)
+        # class: the most probability mass over the instance's own pixels
         cls_mass = torch.zeros((n, num_channels), device=device)
         cls_mass.index_add_(0, box_ids[winner], seg[:, flat[winner] // w, flat[winner] % w].T)
         labels = cls_mass[:, 1:overlap_label].argmax(dim=1)
@@ -274,34 +261,76 @@ class A2BVoteDecoder:
 
     __call__ = decode
 
-    @staticmethod
-    def _mask_duplicates(box_ids: Tensor, flat: Tensor, n: int, num_pix: int,
-                         thr: float) -> Tensor:
-        """Instances whose pixels lie at least ``thr`` inside a better-ranked instance's."""
-        size = torch.bincount(box_ids, minlength=n)
-        # pairs of instances sharing a pixel, from the (pixel, instance) memberships
-        order = torch.argsort(flat * n + box_ids)
-        f, b = flat[order], box_ids[order]
-        same = f[1:] == f[:-1]
-        if not same.any():
-            return torch.zeros(n, dtype=torch.bool, device=box_ids.device)
-        # all pairs within a pixel group: groups are small (a pixel is in few instances)
-        starts = torch.nonzero(torch.cat([same.new_ones(1), ~same])).squeeze(1)
-        counts = torch.diff(torch.cat([starts, starts.new_tensor([f.numel()])]))
-        pairs = []
-        for k in range(2, int(counts.max()) + 1):
-            grp = starts[counts == k]
-            for i in range(k):
-                for j in range(i + 1, k):
-                    pairs.append(torch.stack([b[grp + i], b[grp + j]], 1))
-        pairs = torch.cat(pairs)
-        lo, hi = pairs.min(1).values, pairs.max(1).values  # lo outranks hi
-        key, shared = torch.unique(lo * n + hi, return_counts=True)
-        lo, hi = key // n, key % n
-        dup = shared.float() / size[hi].clamp(min=1).float() >= thr
-        out = torch.zeros(n, dtype=torch.bool, device=box_ids.device)
-        out[hi[dup]] = True
-        return out
+    def _vote(self, boxes: Tensor, rboxes: Tensor, cls_map: Tensor, fg_map: Tensor,
+              overlap_label: int, margin: float, vote_thr: float) -> Tuple[Tensor, Tensor, Tensor]:
+        """(instance, flat pixel, own) memberships of the foreground pixels (step 3).
+
+        ``own`` marks the object-class pixels that chose this instance; overlap-class pixels are
+        members of every instance whose box contains them.
+        """
+        h, w = cls_map.shape
+        n = boxes.shape[0]
+        box_ids, rows, cols = _window_pairs(boxes, h, w, self.stride, margin)
+        on = fg_map[rows, cols]
+        box_ids, rows, cols = box_ids[on], rows[on], cols[on]
+        flat = rows * w + cols
+        is_ovl = cls_map[rows, cols] == overlap_label
+        agree = prob_iou(boxes[box_ids], rboxes[flat])
+        obj = ~is_ovl & (agree >= vote_thr)
+        best = torch.full((h * w, ), -1.0, device=boxes.device)
+        best.scatter_reduce_(0, flat[obj], agree[obj], 'amax')
+        winner = obj & (agree == best[flat])
+        # ties (equal agreement): the better-scored (lower index after NMS) instance wins
+        first = torch.full((h * w, ), n, dtype=torch.long, device=boxes.device)
+        first.scatter_reduce_(0, flat[winner], box_ids[winner], 'amin')
+        winner &= box_ids == first[flat]
+        member = winner | is_ovl
+        return box_ids[member], flat[member], winner[member]
+
+    def _refine(self, boxes: Tensor, box_ids: Tensor, flat: Tensor, winner: Tensor,
+                rboxes: Tensor, scores: Tensor) -> Tuple[Tensor, Tensor]:
+        """Score-weighted mean box of each instance's own pixels; duplicates merged (step 4).
+
+        A seed's box is one pixel's prediction; the mean over the pixels that voted for it is
+        steadier. Two instances whose mean boxes agree (ProbIoU >= ``merge_thr``) are one object
+        that NMS left twice (e.g. a long chromosome whose pixels' boxes differ in angle); the
+        lower-ranked one is dropped and its pixels vote again.
+
+        Returns:
+            tuple[Tensor, Tensor]: the refined boxes (n, 5) and the indices of those kept.
+        """
+        n = boxes.shape[0]
+        ids, pix = box_ids[winner], flat[winner]
+        weight = scores[pix].clamp(min=1e-6)
+        b = rboxes[pix]
+        # w >= h, so that one box has one (w, h, t) up to t mod pi; angles averaged doubled
+        swap = b[:, 2] < b[:, 3]
+        bw = torch.where(swap, b[:, 3], b[:, 2]).clamp(min=1e-3)
+        bh = torch.where(swap, b[:, 2], b[:, 3]).clamp(min=1e-3)
+        t = b[:, 4] + swap.to(b.dtype) * (math.pi / 2)
+        stats = torch.stack([b[:, 0], b[:, 1], bw.log(), bh.log(), torch.cos(2 * t),
+                             torch.sin(2 * t)], 1) * weight[:, None]
+        acc = torch.zeros((n, 6), device=boxes.device).index_add_(0, ids, stats)
+        total = torch.zeros(n, device=boxes.device).index_add_(0, ids, weight)
+        has = total > 0
+        mean = acc[has] / total[has, None]
+        refined = boxes.clone()
+        refined[has] = torch.stack([mean[:, 0], mean[:, 1], mean[:, 2].exp(), mean[:, 3].exp(),
+                                    torch.atan2(mean[:, 5], mean[:, 4]) / 2], 1)
+        keep = torch.ones(n, dtype=torch.bool, device=boxes.device)
+        thr = self.cfg.merge_thr
+        if thr is not None and thr < 1 and n > 1:
+            i, j = rbox_candidate_pairs(refined, 1e-6)
+            dup = prob_iou(refined[i], refined[j]) >= thr
+            i, j = i[dup], j[dup]
+            order = torch.argsort(i, stable=True)
+            # i < j: j (lower ranked) goes unless i went itself; by ascending i, so each i's
+            # fate is settled before it is used
+            for a, b_ in zip(i[order].tolist(), j[order].tolist()):
+                if keep[a]:
+                    keep[b_] = False
+        keep &= has
+        return refined, keep.nonzero().squeeze(1)
 
     def _stride_masks(self, box_ids, flat, n, feat_shape, img_shape, out_shape,
                       scale) -> np.ndarray:
@@ -361,10 +390,8 @@ class A2BVoteDecoder:
         else:
             shared = np.zeros_like(fg)
             nearest = label
-        masks = np.zeros((n, *out_shape), dtype=bool)
-        full = np.zeros((n, img_h, img_w), dtype=bool) if n else np.zeros((0, img_h, img_w), bool)
         ys, xs = np.nonzero(label >= 0)
-        full[label[ys, xs], ys, xs] = True
+        pairs = [(label[ys, xs], ys, xs)]
         if shared.any():
             # members of each shared block
             multi = nb[fl] > 1
@@ -377,10 +404,9 @@ class A2BVoteDecoder:
             order = np.argsort(m_fl, kind='stable')
             m_ids, m_fl = m_ids[order], m_fl[order]
             lo = np.searchsorted(m_fl, blk, 'left')
-            hi = np.searchsorted(m_fl, blk, 'right')
-            cnt = hi - lo
+            cnt = np.searchsorted(m_fl, blk, 'right') - lo
             pix = np.repeat(np.arange(blk.size), cnt)
-            mem = m_ids[np.repeat(lo, cnt) + (np.arange(pix.size) - np.repeat(np.cumsum(cnt) - cnt, cnt))]
+            mem = m_ids[np.repeat(lo, cnt) + np.arange(pix.size) - np.repeat(np.cumsum(cnt) - cnt, cnt)]
             # an overlap pixel joins every member, another pixel the member nearest to it
             # (or, if the nearest single-owner pixel belongs to none of them, the first member)
             take = ovl[pix] | (mem == near[pix])
@@ -389,15 +415,31 @@ class A2BVoteDecoder:
             first = np.ones(pix.size, bool)
             first[1:] = pix[1:] != pix[:-1]
             take |= first & ~has[pix]
-            full[mem[take], sy_[pix[take]], sx_[pix[take]]] = True
-        for i in range(n):
-            ys, xs = np.nonzero(full[i])
-            if ys.size == 0:
-                continue
-            y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-            _paste(masks[i], full[i, y0:y1, x0:x1].astype(np.float32), y0, x0, img_shape, scale,
-                   0.5)
-        return masks
+            pairs.append((mem[take], sy_[pix[take]], sx_[pix[take]]))
+        inst = np.concatenate([p[0] for p in pairs])
+        ys = np.concatenate([p[1] for p in pairs])
+        xs = np.concatenate([p[2] for p in pairs])
+        return _paste_all(inst, ys, xs, n, img_shape, out_shape, scale, 0.5)
+
+
+def _paste_all(inst: np.ndarray, ys: np.ndarray, xs: np.ndarray, n: int,
+               img_shape: Tuple[int, int], out_shape: Tuple[int, int],
+               scale: Tuple[float, float], thr: float) -> np.ndarray:
+    """(n, H, W) output masks from (instance, y, x) input-resolution pixels, one window each."""
+    masks = np.zeros((n, *out_shape), dtype=bool)
+    order = np.argsort(inst, kind='stable')
+    inst, ys, xs = inst[order], ys[order], xs[order]
+    bounds = np.searchsorted(inst, np.arange(n + 1))
+    for i in range(n):
+        a, b = bounds[i], bounds[i + 1]
+        if a == b:
+            continue
+        y, x = ys[a:b], xs[a:b]
+        y0, x0 = y.min(), x.min()
+        win = np.zeros((y.max() - y0 + 1, x.max() - x0 + 1), np.float32)
+        win[y - y0, x - x0] = 1
+        _paste(masks[i], win, y0, x0, img_shape, scale, thr)
+    return masks
 
 
 def _paste(out: np.ndarray, win: np.ndarray, y0: int, x0: int, img_shape: Tuple[int, int],
