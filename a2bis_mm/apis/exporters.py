@@ -16,7 +16,7 @@ import pycocotools.mask as mask_utils
 import shapely
 import torch
 
-from ..models.dense_heads.a2b_postprocess import rescale_rboxes
+from ..structures import rescale_rboxes
 from ..utils.progress import track
 from ..visualization.overlay import draw_instances
 from .tiling import CompactInstances, resample_crop

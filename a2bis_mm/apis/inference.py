@@ -22,7 +22,7 @@ from PIL import Image
 
 from ..datasets.transforms import LoadMicroscopyImage
 from ..datasets.utils import IMG_EXTENSIONS
-from ..models.dense_heads.a2b_postprocess import rescale_rboxes
+from ..structures import rescale_rboxes
 from ..utils.checkpoint import load_checkpoint_strict
 from ..utils.progress import track
 from ..visualization.overlay import microscopy_palette

@@ -1,4 +1,4 @@
-"""A2B-IS inference post-processing (``a2b_postprocess``) on hand-made dense maps."""
+"""The paper decoder (``a2b_postprocess``), NMS and box geometry on hand-made dense maps."""
 import importlib.util
 import math
 
@@ -10,13 +10,9 @@ from mmengine.config import ConfigDict
 from mmrotate.structures import RotatedBoxes
 from scipy import ndimage
 
-from a2bis_mm.models.dense_heads.a2b_postprocess import (
-    _fill_holes,
-    a2b_postprocess,
-    rescale_rboxes,
-    rotated_nms,
-    square_intersects_rbox,
-)
+from a2bis_mm.models.task_modules import build_decoder, rotated_nms
+from a2bis_mm.models.task_modules.paper_decoder import _fill_holes, a2b_postprocess
+from a2bis_mm.structures import rescale_rboxes, square_intersects_rbox
 
 H = W = 64  # feature map; input 128 x 128 at stride 2
 NUM_CLASSES = 2  # channels: 0 background, 1, 2, 3 overlap
@@ -298,7 +294,8 @@ def test_bad_inputs_raise():
                         make_cfg(nms=dict(type='nms', iou_threshold=0.5)))
 
 
-def test_real_label_map_round_trip(shared_data, repo_root):
+@pytest.mark.parametrize('decoder', ['paper', 'vote'])
+def test_real_label_map_round_trip(shared_data, repo_root, decoder):
     """Noise-free maps of a real consep256 patch give back its nuclei (benchmark builder)."""
     spec = importlib.util.spec_from_file_location(
         'benchmark_postprocess', repo_root / 'tools' / 'analysis_tools' / 'benchmark_postprocess.py')
@@ -308,8 +305,8 @@ def test_real_label_map_round_trip(shared_data, repo_root):
     maps = bench.build_dense_maps(inst, cls, num_classes, noise=0.0)
     size = inst.shape
     meta = dict(img_shape=size, ori_shape=size, pad_shape=size, scale_factor=(1.0, 1.0))
-    results = a2b_postprocess(maps['skeleton'], maps['seg'], maps['rboxes'], meta,
-                              make_cfg(mask_postprocess=True), rescale=True)
+    results = build_decoder(dict(decoder=decoder), num_classes=num_classes).decode(
+        {k: maps[k] for k in ('skeleton', 'seg', 'rboxes')}, meta)
     num_gt = len(maps['gt_bboxes'])
     assert abs(len(results) - num_gt) <= 0.1 * num_gt
     # most predicted masks match a GT nucleus at IoU > 0.5

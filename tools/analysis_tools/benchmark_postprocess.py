@@ -1,9 +1,9 @@
-"""Time A2B-IS post-processing (``a2b_postprocess``) on realistic dense maps.
+"""Time the A2B-IS decoder (``test_cfg`` of the model config) on realistic dense maps.
 
 The maps are what a well-trained A2B-IS would predict for a real 256x256 label map (consep256 or a
-cpm15 crop): ``GenerateA2BTargets`` gives the stride-2 class map (with the overlap class) and the
-skeleton heatmap; every pixel owned by an instance gets that instance's min-area box; all of it is
-perturbed with noise (seg logits, skeleton values, box centre/size/angle).
+cpm15 crop): the ideal maps (``a2bis_mm.models.task_modules.ideal_maps``: stride-2 class map with the
+overlap class, skeleton heatmap, every instance pixel carrying its min-area box, full-resolution
+foreground / overlap) perturbed with noise (seg logits, skeleton values, box centre/size/angle).
 
 Example (issue 6 target: well under 10% of an A2B-IS-T forward pass, i.e. < 50 ms here)::
 
@@ -18,12 +18,9 @@ from typing import Dict, Tuple
 import cv2
 import numpy as np
 import torch
-from mmdet.structures.mask import BitmapMasks
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config
 
-from a2bis_mm.datasets.transforms import GenerateA2BTargets
-from a2bis_mm.models.dense_heads.a2b_postprocess import a2b_postprocess
-from a2bis_mm.structures.a2b_targets import OVERLAP_SENTINEL
+from a2bis_mm.models.task_modules import build_decoder, ideal_maps
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # the post-processing settings every A2B-IS config inherits
@@ -68,49 +65,41 @@ def load_label_maps(data_root: Path, dataset: str, name: str,
 
 def build_dense_maps(inst: np.ndarray, cls: np.ndarray, num_classes: int, stride: int = 2,
                      noise: float = 1.0, seed: int = 0) -> Dict[str, torch.Tensor]:
-    """Dense A2B-IS predictions (skeleton, seg, rboxes) for a real instance/class label map.
+    """Dense A2B-IS predictions for a real instance/class label map: ideal maps plus noise.
 
     Args:
         inst (np.ndarray): (H, W) instance ids, 0 background.
         cls (np.ndarray): (H, W) classes 1..N, constant within an instance.
         num_classes (int): N.
         stride (int): feature stride.
-        noise (float): noise scale; 0 gives the exact targets.
+        noise (float): noise scale; 0 gives the ideal maps
+            (:func:`a2bis_mm.models.task_modules.ideal_maps`).
         seed (int): random seed.
 
     Returns:
-        dict: ``skeleton`` (1, h, w), ``seg`` (N + 2, h, w) probabilities, ``rboxes`` (h*w, 5)
-        and the ``gt_bboxes`` (n, 5) of the kept instances.
+        dict: ``skeleton`` (1, h, w), ``seg`` (N + 2, h, w) probabilities, ``rboxes`` (h, w, 5),
+        ``fg`` / ``overlap`` (1, H, W) probabilities and the ``gt_bboxes`` (n, 5) of the kept
+        instances.
     """
     ids = np.unique(inst)
     ids = ids[ids > 0]
     masks = inst[None] == ids[:, None, None]
     labels = np.array([np.bincount(cls[m]).argmax() - 1 for m in masks], dtype=np.int64)
-    targets = GenerateA2BTargets(stride=stride)(
-        dict(gt_masks=BitmapMasks(masks, *inst.shape), gt_bboxes_labels=labels))
-    seg_map, owner = targets['gt_seg_map'], targets['gt_skeleton_inst']
-    seg_map = np.where(seg_map == OVERLAP_SENTINEL, num_classes + 1, seg_map)  # head convention
-    gt_boxes = targets['gt_bboxes'].tensor
-    h, w = seg_map.shape
+    maps = ideal_maps(masks, labels, num_classes, stride=stride)
     gen = torch.Generator().manual_seed(seed)
-
-    logits = 4.0 * torch.nn.functional.one_hot(
-        torch.from_numpy(seg_map).long(), num_classes + 2).permute(2, 0, 1).float()
-    seg = (logits + noise * torch.randn(logits.shape, generator=gen)).softmax(dim=0)
-    skeleton = torch.from_numpy(targets['gt_skeleton'])[None]
+    seg = (4.0 * maps['seg'] + noise * torch.randn(maps['seg'].shape, generator=gen)).softmax(0)
+    skeleton = maps['skeleton']
     skeleton = (skeleton + 0.05 * noise * torch.randn(skeleton.shape, generator=gen)).clamp(0, 1)
-
-    rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')
-    rboxes = torch.stack([stride * cols, stride * rows, torch.full_like(rows, 3),
-                          torch.full_like(rows, 3), torch.zeros_like(rows)], -1).float()
-    owner = torch.from_numpy(owner)
-    rboxes[owner >= 0] = gt_boxes[owner[owner >= 0]]
-    rboxes = rboxes.view(-1, 5)
+    rboxes = maps['rboxes'].clone()
     jitter = noise * torch.randn(rboxes.shape, generator=gen)
-    rboxes[:, :2] += jitter[:, :2]
-    rboxes[:, 2:4] *= torch.exp(0.1 * jitter[:, 2:4])
-    rboxes[:, 4] += 0.1 * jitter[:, 4]
-    return dict(skeleton=skeleton, seg=seg, rboxes=rboxes, gt_bboxes=gt_boxes)
+    rboxes[..., :2] += jitter[..., :2]
+    rboxes[..., 2:4] *= torch.exp(0.1 * jitter[..., 2:4])
+    rboxes[..., 4] += 0.1 * jitter[..., 4]
+    fullres = {
+        k: (4.0 * (maps[k] - 0.5) + noise * torch.randn(maps[k].shape, generator=gen)).sigmoid()
+        for k in ('fg', 'overlap')
+    }
+    return dict(skeleton=skeleton, seg=seg, rboxes=rboxes, gt_bboxes=maps['gt_bboxes'], **fullres)
 
 
 def parse_args() -> argparse.Namespace:
@@ -122,8 +111,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--noise', type=float, default=1.0)
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--no-mask-postprocess', action='store_true',
-                        help='skip the close / majority blur / fill-holes clean-up')
+    parser.add_argument('--decoder', choices=['vote', 'paper'], default=None,
+                        help="test_cfg.decoder (default: the model config's)")
+    parser.add_argument('--fullres', action='store_true',
+                        help='also give the full-resolution foreground / overlap maps (what the '
+                        'refinement branch predicts)')
     return parser.parse_args()
 
 
@@ -135,11 +127,14 @@ def main() -> None:
     cv2.setNumThreads(args.threads)
     inst, cls, num_classes = load_label_maps(args.data_root, args.dataset, args.name)
     maps = build_dense_maps(inst, cls, num_classes, noise=args.noise)
-    skeleton, seg, rboxes = (maps[k].to(args.device) for k in ('skeleton', 'seg', 'rboxes'))
+    keys = ('skeleton', 'seg', 'rboxes') + (('fg', 'overlap') if args.fullres else ())
+    dense = {k: maps[k].to(args.device) for k in keys}
     size = tuple(inst.shape)
     img_meta = dict(img_shape=size, ori_shape=size, pad_shape=size, scale_factor=(1.0, 1.0))
-    cfg = ConfigDict(Config.fromfile(MODEL_BASE).model.test_cfg,
-                     mask_postprocess=not args.no_mask_postprocess)
+    test_cfg = dict(Config.fromfile(MODEL_BASE).model.test_cfg)
+    if args.decoder:
+        test_cfg['decoder'] = args.decoder
+    decoder = build_decoder(test_cfg, stride=2, num_classes=num_classes)
 
     # wall time, and this process's CPU time, which a machine shared with other jobs inflates less
     times, cpu_times = [], []
@@ -147,16 +142,16 @@ def main() -> None:
         if args.device.startswith('cuda'):
             torch.cuda.synchronize()
         start, cpu_start = time.perf_counter(), time.process_time()
-        results = a2b_postprocess(skeleton, seg, rboxes, img_meta, cfg, rescale=True)
+        results = decoder.decode(dense, img_meta, rescale=True)
         if args.device.startswith('cuda'):
             torch.cuda.synchronize()
         if i >= 2:
             times.append(1000 * (time.perf_counter() - start))
             cpu_times.append(1000 * (time.process_time() - cpu_start))
     print(f'{args.dataset} {args.name or "(densest)"}: input {size[1]}x{size[0]}, maps '
-          f'{seg.shape[2]}x{seg.shape[1]}, {len(maps["gt_bboxes"])} GT instances, '
-          f'{len(results)} predicted instances, device {args.device}, {args.threads} threads, '
-          f'mask_postprocess={cfg.mask_postprocess}')
+          f'{dense["seg"].shape[2]}x{dense["seg"].shape[1]}, {len(maps["gt_bboxes"])} GT '
+          f'instances, {len(results)} predicted instances, device {args.device}, {args.threads} '
+          f'threads, decoder {decoder.name}, full-resolution maps {args.fullres}')
     print(f'post-processing over {args.runs} runs: wall median {statistics.median(times):.1f} ms '
           f'(min {min(times):.1f}, max {max(times):.1f}); process CPU time median '
           f'{statistics.median(cpu_times):.1f} ms')

@@ -24,7 +24,7 @@ from torch import Tensor
 from a2bis_mm.structures.a2b_targets import IGNORE_INDEX, OVERLAP_SENTINEL
 from a2bis_mm.structures.rbox_iou import rbox_overlaps
 
-from .a2b_postprocess import a2b_postprocess
+from ..task_modules import build_decoder
 
 DEFAULT_TRAIN_CFG = dict(anchor_thr=0.2, assign_mode='max_iou', use_anchor_weight=True)
 DEFAULT_BBOX_CODER = dict(
@@ -92,41 +92,6 @@ def pad_to(target: Tensor, size: Tuple[int, int], value: float, name: str) -> Te
         raise ValueError(f'{name} target of size {(h, w)} is larger than the prediction map '
                          f'{tuple(size)}; check the stride of the targets and of the model')
     return F.pad(target, (0, size[1] - w, 0, size[0] - h), value=value)
-
-
-class _PostprocessDecoder:
-    """Adapter with the decoder interface of docs/components.md around ``a2b_postprocess``.
-
-    Args:
-        test_cfg (dict): The post-processing keys (docs/model.md, inference).
-        num_classes (int): Number of object classes N.
-        stride (int): Feature stride s.
-    """
-
-    def __init__(self, test_cfg: ConfigType, num_classes: int, stride: int) -> None:
-        self.cfg = ConfigDict(test_cfg)
-        self.num_classes = num_classes
-        self.stride = stride
-
-    def decode(self, maps: Dict[str, Tensor], img_meta: dict,
-               rescale: bool = True) -> InstanceData:
-        """Instances of one image from its dense maps.
-
-        Args:
-            maps (dict[str, Tensor]): ``skeleton`` (1, h, w) and ``seg`` (N + 2, h, w)
-                probabilities, ``rboxes`` (h, w, 5) decoded boxes (input pixels, radians).
-            img_meta (dict): mmdet metainfo of the image.
-            rescale (bool): Boxes and masks at the original image size.
-
-        Returns:
-            InstanceData: ``bboxes`` (RotatedBoxes), ``scores``, ``labels``, ``masks``.
-        """
-        seg = maps['seg']
-        if seg.shape[0] != self.num_classes + 2:
-            raise ValueError(f'seg has {seg.shape[0]} channels, expected num_classes + 2 = '
-                             f'{self.num_classes + 2}')
-        return a2b_postprocess(maps['skeleton'], seg, maps['rboxes'].reshape(-1, 5), img_meta,
-                               self.cfg, rescale, stride=self.stride)
 
 
 @MODELS.register_module()
@@ -247,8 +212,8 @@ class A2BISHead(BaseMaskHead):
             raise ValueError("train_cfg.assign_mode must be 'max_iou' or 'instance', got "
                              f'{self.train_cfg.assign_mode!r}')
         self.test_cfg = test_cfg
-        self.decoder = None if test_cfg is None else _PostprocessDecoder(
-            test_cfg, self.num_classes, self.stride)
+        self.decoder = None if test_cfg is None else build_decoder(
+            test_cfg, stride=self.stride, num_classes=self.num_classes)
 
     # ---------------------------------------------------------------- forward
     def forward(self, x: Tuple[Tensor, ...]) -> Tuple[Tensor, Tensor, Tensor]:
