@@ -20,6 +20,10 @@ Example (docs/decoder.md has the table)::
     .venv/bin/python tools/analysis_tools/decode_ceiling.py \\
         configs/a2bis/a2bis-t_a2b_50e_consep-256.py --cfg-options model.test_cfg.decoder=paper \\
         --out /tmp/consep_ceiling_paper.json
+    # whole cpm15 tiles (validation tiles; --split train for the training tiles)
+    .venv/bin/python tools/analysis_tools/decode_ceiling.py \\
+        configs/a2bis/a2bis-t_a2b_50e_consep-256.py --data configs/_base_/datasets/cpm15-256.py \\
+        --out /tmp/cpm15_ceiling.json
 """
 import argparse
 import copy
@@ -52,6 +56,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--out', required=True, help='COCO results JSON to write')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, e.g. model.test_cfg.decoder=paper')
+    parser.add_argument('--data', help='take the data loaders and evaluators from this data set '
+                        'config instead (e.g. configs/_base_/datasets/cpm15-256.py)')
     parser.add_argument('--split', choices=['test', 'val', 'train'], default='test',
                         help='which dataloader of the config to read (default: test)')
     parser.add_argument('--limit', type=int, default=0, help='first N images only (0: all)')
@@ -159,6 +165,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     import cv2
     cv2.setNumThreads(args.threads)
     cfg = load_config(args.config)
+    if args.data:
+        data = load_config(args.data)
+        for key in ('train_dataloader', 'val_dataloader', 'test_dataloader', 'val_evaluator',
+                    'test_evaluator'):
+            if key in data:
+                cfg[key] = data[key]
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmdet'))

@@ -240,7 +240,7 @@ def paint_instances(masks: np.ndarray, scores: np.ndarray,
     """Paint possibly overlapping instance masks into non-overlapping instance and class maps.
 
     Instances are painted in ascending score order, so where masks overlap the best-scored one
-    wins (spec D10; a stable sort lets the later index win among equal scores). Instances left
+    wins (docs/model.md D10; a stable sort lets the later index win among equal scores). Instances left
     without pixels disappear; ids are ``1..n`` over the survivors.
 
     Args:

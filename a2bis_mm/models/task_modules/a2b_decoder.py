@@ -43,7 +43,7 @@ def _check_maps(maps: Dict[str, Tensor]) -> None:
 
 @TASK_UTILS.register_module()
 class A2BPaperDecoder:
-    """The paper's / reference code's decoder (spec D7, B §6), ``test_cfg.decoder='paper'``.
+    """The paper's / reference code's decoder, ``test_cfg.decoder='paper'`` (docs/model.md D7).
 
     Candidates are the pixels whose argmax class is an object class, scored ``P_t * S``;
     class-agnostic rotated NMS; boxes grown by ``box_grow``; each kept box takes the stride-s

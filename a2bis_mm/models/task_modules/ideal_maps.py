@@ -11,7 +11,7 @@ docs/decoder.md) and by the decoder tests. The maps follow the decoder interface
   min-area box. A pixel covered by several instances (overlap class) carries the box of the
   instance that covers most of its ``s x s`` input block (ties: the lower index); background
   pixels carry their own 3x3 anchor. The trained box head only sees anchors near the skeleton
-  (spec D5), so this is an idealisation away from the skeleton; it is what "perfect maps" means
+  (docs/model.md D5), so this is an idealisation away from the skeleton; it is what "perfect maps" means
   in docs/decoder.md.
 * ``fg`` (1, H, W) and ``overlap`` (1, H, W) at input resolution (``with_fullres``): the
   ground-truth foreground (union of the masks) and true overlap (pixels in two or more masks),

@@ -1,13 +1,13 @@
 """The paper's A2B-IS decoder (``decoder='paper'``): dense maps -> rotated boxes and masks.
 
-Implements spec Part A D7 / Part B §6 for one image. Conventions (docs/components.md,
-``a2bis_mm/structures/rbox.py``, ``GenerateA2BTargets``): box coordinates are continuous, pixel
-``(r, c)`` being the unit square ``[c, c + 1] x [r, r + 1]``, so boxes go back to the original
-image as ``x / sx`` (mmdet's rescale); feature pixel ``(r, c)`` has its 3x3 anchor square centred at
-the input point ``(s*c, s*r)``, and its class/mask value stands for the input block
-``[s*c, s*c + s) x [s*r, s*r + s)`` (the max-pooled targets).
+Implements docs/model.md D7 (the reference code's inference; steps in docs/decoder.md) for one
+image. Conventions (docs/components.md, ``a2bis_mm/structures/rbox.py``, ``GenerateA2BTargets``):
+box coordinates are continuous, pixel ``(r, c)`` being the unit square ``[c, c + 1] x [r, r + 1]``,
+so boxes go back to the original image as ``x / sx`` (mmdet's rescale); feature pixel ``(r, c)``
+has its 3x3 anchor square centred at the input point ``(s*c, s*r)``, and its class/mask value
+stands for the input block ``[s*c, s*c + s) x [s*r, s*r + s)`` (the max-pooled targets).
 
-Decisions vs the reference code (§6):
+Decisions vs the reference code:
 
 * hit test (step 7): an exact separating-axis test of the anchor square against the rotated box
   replaces the reference's ``rIoU(anchor, box) > 1e-4``; it needs no per-pair polygon clipping and
@@ -50,7 +50,8 @@ from .nms import rotated_nms
 REF_MAGNIFICATION = 6.25  # original px per feature px in the reference (1600 / (512 / 2))
 REF_CLOSE_KERNEL = 11  # cross element of the reference's morphological close
 REF_BLUR_KERNEL = 15  # box filter of the reference's majority blur
-OVERLAP_IOU_THR = 0.001  # a kept box "overlaps another" above this rotated IoU (§6 step 7)
+# a kept box "overlaps another" above this rotated IoU (reference step 7, mask assignment)
+OVERLAP_IOU_THR = 0.001
 
 
 def _empty_results(boxes: Tensor, out_shape: Tuple[int, int]) -> InstanceData:
@@ -95,7 +96,7 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
 
 def _assign_masks(boxes: Tensor, labels: Tensor, cls_map: Tensor, stride: int,
                   overlap_label: int) -> Tuple[Tensor, Tensor, Tensor]:
-    """Hit pixels of every kept box (§6 step 7), batched over all boxes' bounding windows.
+    """Hit pixels of every kept box (reference step 7), batched over the boxes' windows.
 
     Each box only visits the feature pixels of its axis-aligned bounding window (grown by the
     anchor half size), so memory is O(sum of window areas), not O(n * h * w).
@@ -146,7 +147,7 @@ def _assign_masks(boxes: Tensor, labels: Tensor, cls_map: Tensor, stride: int,
 def _paint_masks(box_ids: Tensor, rows: Tensor, cols: Tensor, n: int, out_shape: Tuple[int, int],
                  scale: Tuple[float, float], stride: int, mask_thr: float,
                  postprocess: bool) -> np.ndarray:
-    """Resample each box's feature-grid mask into the output grid and clean it up (§6 step 8).
+    """Resample each box's feature-grid mask into the output grid and clean it up (reference step 8).
 
     Works per box on the window of its hit pixels; the loop is over kept boxes only.
 
@@ -227,7 +228,7 @@ def a2b_postprocess(skeleton: Tensor,
                     cfg: ConfigDict,
                     rescale: bool = False,
                     stride: int = 2) -> InstanceData:
-    """Turn one image's dense A2B-IS maps into instances (spec D7, §6).
+    """Turn one image's dense A2B-IS maps into instances (docs/model.md D7).
 
     Args:
         skeleton (Tensor): (1, h, w) skeleton probabilities S.

@@ -54,6 +54,8 @@ VOTE_DEFAULTS = dict(
     vote_thr=0.0,
     min_pixels=1,
     merge_thr=0.7,
+    contain_thr=0.8,
+    contain_agree=0.3,
     refine_iters=1,
     mask_thr=0.5,
     mask_source='auto')
@@ -66,13 +68,16 @@ def _gaussian(boxes: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     return (w2 * cos**2 + h2 * sin**2, w2 * sin**2 + h2 * cos**2, (w2 - h2) * sin * cos)
 
 
-def prob_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-6) -> Tensor:
+def prob_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-9) -> Tensor:
     """ProbIoU of rotated boxes, pairwise (aligned, broadcasting): ``1 - Hellinger distance``.
 
     The boxes become Gaussians (mean = centre, covariance of the uniform distribution on the box);
     ``1 - sqrt(1 - exp(-D_B))`` with ``D_B`` their Bhattacharyya distance. 1 for equal boxes, a
     smooth, cheap (closed form) stand-in for the rotated IoU that also ranks disjoint boxes.
+    Computed in float64: ``1 - sqrt(1 - BC)`` loses precision near 1 in float32.
     """
+    dtype = boxes1.dtype
+    boxes1, boxes2 = boxes1.double(), boxes2.double()
     a1, b1, c1 = _gaussian(boxes1)
     a2, b2, c2 = _gaussian(boxes2)
     a, b, c = (a1 + a2) / 2, (b1 + b2) / 2, (c1 + c2) / 2
@@ -83,7 +88,7 @@ def prob_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-6) -> Tensor:
     det1 = (a1 * b1 - c1 * c1).clamp(min=eps)
     det2 = (a2 * b2 - c2 * c2).clamp(min=eps)
     dist = maha / 8 + 0.5 * torch.log(det / torch.sqrt(det1 * det2))
-    return 1 - torch.sqrt((1 - torch.exp(-dist.clamp(min=0))).clamp(min=0))
+    return (1 - torch.sqrt((-torch.expm1(-dist.clamp(min=0))).clamp(min=0))).to(dtype)
 
 
 def _scaled_cap(cap: int, img_area: float, cap_area: Optional[float]) -> int:
@@ -223,7 +228,7 @@ class A2BVoteDecoder:
         vote_args = (rboxes, cls_map, fg_map, overlap_label, cfg.vote_margin, cfg.vote_thr)
         box_ids, flat, winner = self._vote(boxes, *vote_args)
         for _ in range(int(cfg.refine_iters)):
-            boxes, keep = self._refine(boxes, box_ids, flat, winner, rboxes, scores)
+            boxes, keep = self._refine(boxes, box_ids, flat, winner, rboxes, scores, w)
             boxes, inst_scores = boxes[keep], inst_scores[keep]
             box_ids, flat, winner = self._vote(boxes, *vote_args)
         n = boxes.shape[0]
@@ -288,13 +293,12 @@ class A2BVoteDecoder:
         return box_ids[member], flat[member], winner[member]
 
     def _refine(self, boxes: Tensor, box_ids: Tensor, flat: Tensor, winner: Tensor,
-                rboxes: Tensor, scores: Tensor) -> Tuple[Tensor, Tensor]:
+                rboxes: Tensor, scores: Tensor, map_w: int) -> Tuple[Tensor, Tensor]:
         """Score-weighted mean box of each instance's own pixels; duplicates merged (step 4).
 
         A seed's box is one pixel's prediction; the mean over the pixels that voted for it is
-        steadier. Two instances whose mean boxes agree (ProbIoU >= ``merge_thr``) are one object
-        that NMS left twice (e.g. a long chromosome whose pixels' boxes differ in angle); the
-        lower-ranked one is dropped and its pixels vote again.
+        steadier. Of two instances that are one object (:meth:`_duplicates`) one is dropped and
+        its pixels vote again.
 
         Returns:
             tuple[Tensor, Tensor]: the refined boxes (n, 5) and the indices of those kept.
@@ -317,20 +321,63 @@ class A2BVoteDecoder:
         refined = boxes.clone()
         refined[has] = torch.stack([mean[:, 0], mean[:, 1], mean[:, 2].exp(), mean[:, 3].exp(),
                                     torch.atan2(mean[:, 5], mean[:, 4]) / 2], 1)
-        keep = torch.ones(n, dtype=torch.bool, device=boxes.device)
-        thr = self.cfg.merge_thr
-        if thr is not None and thr < 1 and n > 1:
-            i, j = rbox_candidate_pairs(refined, 1e-6)
-            dup = prob_iou(refined[i], refined[j]) >= thr
-            i, j = i[dup], j[dup]
-            order = torch.argsort(i, stable=True)
-            # i < j: j (lower ranked) goes unless i went itself; by ascending i, so each i's
-            # fate is settled before it is used
-            for a, b_ in zip(i[order].tolist(), j[order].tolist()):
-                if keep[a]:
-                    keep[b_] = False
-        keep &= has
+        keep = has.clone()
+        if n > 1:
+            drop = self._duplicates(refined, ids, pix, rboxes, map_w)
+            # i outranks j: settled by ascending i, so each i's fate is known when it is used
+            for a, b_, which in drop:
+                if keep[a] and keep[b_]:
+                    keep[b_ if which else a] = False
         return refined, keep.nonzero().squeeze(1)
+
+    def _duplicates(self, boxes: Tensor, ids: Tensor, pix: Tensor, rboxes: Tensor,
+                    map_w: int) -> list:
+        """Pairs (i, j, drop_j) of instances that are one object, i outranking j.
+
+        Two tests, either suffices: the refined boxes agree (ProbIoU >= ``merge_thr``); or one
+        instance's own pixels lie inside the other's box (fraction >= ``contain_thr``, block
+        centres, ``vote_margin``) and their boxes resemble it (mean ProbIoU >= ``contain_agree``)
+        -- a second seed on one long object whose pixels' angles scatter (their clusters' mean
+        boxes can differ by more than a crossing pair's). Crossing objects fail both: each one's
+        own pixels run out of the other's box, and the shared pixels are overlap class, not own.
+        A small object inside a large box fails the resemblance test.
+        """
+        cfg = self.cfg
+        i, j = rbox_candidate_pairs(boxes, 1e-6)
+        if i.numel() == 0:
+            return []
+        merge = torch.zeros(i.numel(), dtype=torch.bool, device=boxes.device)
+        drop_j = torch.ones(i.numel(), dtype=torch.bool, device=boxes.device)
+        if cfg.merge_thr is not None and cfg.merge_thr < 1:
+            merge |= prob_iou(boxes[i], boxes[j]) >= cfg.merge_thr
+        if cfg.contain_thr is not None and cfg.contain_thr <= 1:
+            order = torch.argsort(ids, stable=True)
+            ids_s, pix_s = ids[order], pix[order]
+            n = boxes.shape[0]
+            bounds = torch.searchsorted(ids_s, torch.arange(n + 1, device=ids.device))
+            for src, dst, is_j in ((j, i, True), (i, j, False)):
+                counts = bounds[src + 1] - bounds[src]
+                pair = torch.repeat_interleave(torch.arange(src.numel(), device=ids.device), counts)
+                if pair.numel() == 0:
+                    continue
+                offs = torch.arange(pair.numel(), device=ids.device) - \
+                    (torch.cumsum(counts, 0) - counts)[pair]
+                p = pix_s[bounds[src][pair] + offs]
+                centres = torch.stack([p % map_w, p // map_w], 1).float() * self.stride + \
+                    self.stride / 2
+                inside = points_in_rboxes(centres, boxes[dst[pair]], cfg.vote_margin).float()
+                agree = prob_iou(boxes[dst[pair]], rboxes[p])
+                total = counts.clamp(min=1).float()
+                frac = torch.zeros(src.numel(), device=ids.device).index_add_(0, pair, inside)
+                res = torch.zeros(src.numel(), device=ids.device).index_add_(0, pair, agree)
+                hit = (frac / total >= cfg.contain_thr) & (res / total >= cfg.contain_agree) & \
+                    (counts > 0) & ~merge
+                merge |= hit
+                if not is_j:  # i's pixels lie in j's box: j absorbs i
+                    drop_j[hit] = False
+        order = torch.argsort(i[merge], stable=True)
+        return list(zip(i[merge][order].tolist(), j[merge][order].tolist(),
+                        drop_j[merge][order].tolist()))
 
     def _stride_masks(self, box_ids, flat, n, feat_shape, img_shape, out_shape,
                       scale) -> np.ndarray:
