@@ -39,12 +39,12 @@ def in_repo(repo_root, monkeypatch):
 
 
 def test_consep_ceiling_with_full_resolution_maps(shared_data, ceiling, in_repo, tmp_path):
-    res = ceiling(CONSEP, '--limit', '6', '--fullres', 'on', tmp_path=tmp_path)
+    res = ceiling(CONSEP, '--limit', '4', '--fullres', 'on', tmp_path=tmp_path)
     assert res['pq/bPQ'] > 0.93  # 0.969 on the first 40 val patches
-    paper = ceiling(CONSEP, '--limit', '6', '--cfg-options', 'model.test_cfg.decoder=paper',
+    paper = ceiling(CONSEP, '--limit', '4', '--cfg-options', 'model.test_cfg.decoder=paper',
                     tmp_path=tmp_path)
     assert paper['pq/bPQ'] < 0.75  # the paper decoder's masks leak into neighbours (0.654)
-    stride = ceiling(CONSEP, '--limit', '6', '--fullres', 'off', tmp_path=tmp_path)
+    stride = ceiling(CONSEP, '--limit', '4', '--fullres', 'off', tmp_path=tmp_path)
     assert 0.75 < stride['pq/bPQ'] < res['pq/bPQ']  # stride-2 masks cap near 0.82
 
 
