@@ -66,6 +66,7 @@ def _batch(model, with_objects, training=True):
 def test_pannuke_configs_match_spec_parameter_totals(arch, expected):
     """docs/model.md (parameters), C = 7: the PanNuke configs of every size (built on the meta device)."""
     cfg = Config.fromfile(str(CONFIGS / f'a2bis-{arch}_a2b_100e_pannuke-256.py'))
+    cfg.model.mask_head.fullres = None  # the paper's architecture
     with torch.device('meta'):
         model = MODELS.build(cfg.model)
     assert sum(p.numel() for p in model.parameters()) == expected
@@ -75,6 +76,7 @@ def test_b_with_26_classes_matches_spec_total():
     """docs/model.md (parameters): A2B-IS-B with C = 26 (24 chromosome classes) has 23,015,040 parameters."""
     cfg = Config.fromfile(str(CONFIGS / 'a2bis-b_a2b_100e_chromosome-512.py')).model
     cfg.mask_head.num_classes = 24
+    cfg.mask_head.fullres = None  # the paper's architecture
     model = MODELS.build(cfg)
     assert sum(p.numel() for p in model.parameters()) == 23015040
 
@@ -88,15 +90,18 @@ def test_initial_maps_and_tensor_mode():
     assert torch.allclose(maps['skeleton'], torch.full_like(maps['skeleton'], 0.5))
     assert torch.allclose(maps['seg'], torch.full_like(maps['seg'], 0.2))
     assert torch.equal(maps['bbox'], torch.zeros_like(maps['bbox']))
+    assert maps['fg'].shape == maps['overlap'].shape == (2, 1, 64, 64)  # input resolution
+    assert torch.allclose(maps['fg'], torch.full_like(maps['fg'], 0.5))
     raw = model(data['inputs'], mode='tensor')
-    assert [t.shape[1] for t in raw] == [1, 5, 5] and torch.equal(raw[0], torch.zeros(2, 1, 32, 32))
+    assert [t.shape[1] for t in raw] == [1, 5, 5, 2] and torch.equal(raw[0], torch.zeros(2, 1, 32, 32))
 
 
 def test_loss_with_and_without_objects():
     model = _tiny_model()
     data = _batch(model, True)
     losses = model(**data, mode='loss')
-    assert set(losses) == {'loss_skeleton', 'loss_ce', 'loss_dice', 'loss_bbox'}
+    assert set(losses) == {'loss_skeleton', 'loss_ce', 'loss_dice', 'loss_bbox',
+                           'loss_fullres_bce', 'loss_fullres_dice'}
     for name, value in losses.items():
         assert torch.isfinite(value) and value.item() > 0, name
 
@@ -114,7 +119,7 @@ def test_gradients_reach_every_parameter():
     # step only; give them small weights, as after one optimiser step
     gen = torch.Generator().manual_seed(0)
     head = model.mask_head
-    for branch in (head.skeleton_branch, head.seg_branch, head.bbox_branch):
+    for branch in (head.skeleton_branch, head.seg_branch, head.bbox_branch, head.fullres_branch):
         branch.conv_out.weight.data = torch.randn(branch.conv_out.weight.shape,
                                                   generator=gen) * 1e-2
     data = _batch(model, True)
@@ -147,11 +152,12 @@ def test_predict_returns_instances_at_original_size():
     packed['data_samples'].set_metainfo(dict(ori_shape=(2 * SIZE, 2 * SIZE),
                                              scale_factor=(0.5, 0.5)))
     data = model.data_preprocessor(pseudo_collate([packed]), False)
-    skeleton_logits, seg_logits, bbox_preds = model(data['inputs'], mode='tensor')
+    skeleton_logits, seg_logits, bbox_preds, fullres_logits = model(data['inputs'], mode='tensor')
     fg = torch.full_like(seg_logits, -100.)
     fg[:, 2] = 100.  # foreground class 1 everywhere; skeleton 0.5 from the zero-init head
     results = model.mask_head.predict_by_feat(
-        skeleton_logits, fg, bbox_preds, [data['data_samples'][0].metainfo], rescale=True)
+        skeleton_logits, fg, bbox_preds, fullres_logits,
+        batch_img_metas=[data['data_samples'][0].metainfo], rescale=True)
     pred = results[0]
     assert len(pred) >= 1 and pred.labels.eq(1).all()
     assert pred.masks.shape[1:] == (2 * SIZE, 2 * SIZE)

@@ -128,7 +128,7 @@ def test_cap_cut_is_reported_once_per_image(mm_caplog):
     out = dec.decode({k: maps[k] for k in ('skeleton', 'seg', 'rboxes')}, meta(96))
     assert len(out) == 2
     warnings = [r.getMessage() for r in mm_caplog.records if 'max_per_img' in r.getMessage()]
-    assert len(warnings) == 1 and 'rods.png' in warnings[0] and 'cut 1' in warnings[0]
+    assert len(warnings) == 1 and 'rods.png' in warnings[0] and 'cut 1 instances' in warnings[0]
     # caps scale with the image area: the same cap per 48x48 px allows 8 instances here
     dec = build_decoder(dict(max_per_img=2, vote=dict(cap_area=48 * 48)), num_classes=2)
     assert len(dec.decode({k: maps[k] for k in ('skeleton', 'seg', 'rboxes')}, meta(96))) == 3

@@ -66,6 +66,7 @@ def _model(decoder='paper'):
     # the expected predictions were made by the paper decoder (the default before issue 13)
     cfg = Config.fromfile(str(TINY)).model
     cfg.test_cfg.decoder = decoder
+    cfg.mask_head.fullres = None  # the checkpoint is the paper's architecture
     model = MODELS.build(cfg)
     load_checkpoint(model, str(FIXTURE / 'weights.pth'), map_location='cpu', strict=True)
     return model.eval()
@@ -127,6 +128,7 @@ def test_old_checkpoint_loads_into_the_ssl_wrapper(expected):
     """``A2BISSemi`` loads a plain A2BIS checkpoint into student and teacher (old keys too)."""
     detector = Config.fromfile(str(TINY)).model
     detector.test_cfg.decoder = 'paper'
+    detector.mask_head.fullres = None
     model = MODELS.build(dict(
         type='A2BISSemi', detector=detector,
         data_preprocessor=dict(type='MultiBranchDataPreprocessor',

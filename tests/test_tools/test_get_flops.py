@@ -21,13 +21,17 @@ def get_flops(repo_root):
 
 
 def a2bis_cfg(repo_root, arch: str, num_classes: Optional[int] = 24,
-              dataset: str = 'chromosome-512') -> dict:
+              dataset: str = 'chromosome-512', fullres: bool = False) -> dict:
     """``cfg.model`` of the A2B-IS-``arch`` config for ``dataset``.
 
     ``num_classes`` overrides the object classes (24 = the paper's chromosome types, C = 26).
+    Without ``fullres`` the full-resolution branch is removed: the paper's architecture, whose
+    counts the spec gives.
     """
     config = repo_root / 'configs' / 'a2bis' / f'a2bis-{arch.lower()}_a2b_100e_{dataset}.py'
     model = Config.fromfile(config).model
+    if not fullres:
+        model.mask_head.fullres = None
     if num_classes is not None:
         model.mask_head.num_classes = num_classes
     return model
@@ -94,7 +98,7 @@ def test_cli_prints_table_with_paper_difference(get_flops, repo_root, monkeypatc
     config = repo_root / 'configs' / 'a2bis' / 'a2bis-t_a2b_100e_chromosome-512.py'
     monkeypatch.setattr(sys, 'argv', [
         'get_flops.py', str(config), '--shape', '512', '--cfg-options',
-        'model.mask_head.num_classes=24'])
+        'model.mask_head.num_classes=24', 'model.mask_head.fullres=None'])
     get_flops.main()
     out = capsys.readouterr().out
     assert '| total | 3,338,336 | 12.73 | 437.07 |' in out
@@ -106,3 +110,16 @@ def test_cli_rejects_odd_shape(get_flops, repo_root, monkeypatch):
     monkeypatch.setattr(sys, 'argv', ['get_flops.py', str(config), '--shape', '511'])
     with pytest.raises(ValueError, match='--shape must be an even size >= 2.*511'):
         get_flops.main()
+
+
+def test_fullres_branch_params_and_flops(get_flops, repo_root):
+    """The full-resolution branch (docs/decoder.md): 19,040 parameters for T, its convs at H x W."""
+    paper = get_flops.model_complexity(a2bis_cfg(repo_root, 'T', None, 'pannuke-256'), 256)
+    full = get_flops.model_complexity(
+        a2bis_cfg(repo_root, 'T', None, 'pannuke-256', fullres=True), 256)
+    branch = full['mask_head.fullres_branch']
+    assert branch['params'] == 129 * 32 + 32 + 3 * 16 * 9 + 16 + 48 * 32 * 9 + 32 + 32 * 2 * 9
+    assert full['total']['params'] == paper['total']['params'] + branch['params'] == 3_313_600
+    # 1x1 projection at 128^2, image conv, fusion and output conv at 256^2
+    assert branch['macs'] == 129 * 32 * 128**2 + (3 * 16 + 48 * 32 + 32 * 2) * 9 * 256**2
+    assert branch['macs'] / paper['total']['macs'] < 0.02

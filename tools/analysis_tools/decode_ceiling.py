@@ -65,7 +65,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--metrics-out', help='also write the metrics as JSON here')
     parser.add_argument('--fullres', choices=['auto', 'on', 'off'], default='auto',
                         help='give the decoder the full-resolution foreground / overlap maps '
-                        '(auto: when the model has a refine_head, as the model would)')
+                        '(auto: when the model has the full-resolution branch, '
+                        'model.mask_head.fullres, as the model would)')
     return parser.parse_args(argv)
 
 
@@ -189,11 +190,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     cat_ids = list(getattr(dataset, 'cat_ids', None) or range(1, num_classes + 1))
     make_targets = Compose(target_pipeline(dataset_cfg['pipeline']))
     model_cfg = cfg.model
-    stride = int(model_cfg.get('bbox_head', {}).get('stride', 2))
+    stride = int(model_cfg.get('mask_head', {}).get('stride', 2))
     decoder = build_decoder(model_cfg.test_cfg, stride=stride, num_classes=num_classes)
     metrics = build_metrics(cfg, dict(dataset.metainfo))
 
-    fullres = args.fullres == 'on' or (args.fullres == 'auto' and model_cfg.get('refine_head'))
+    fullres = args.fullres == 'on' or (
+        args.fullres == 'auto' and model_cfg.get('mask_head', {}).get('fullres') is not None)
     keys = ('skeleton', 'seg', 'rboxes') + (('fg', 'overlap') if fullres else ())
     entries, n_gt, n_rec, n_img_all, n_img, ovl_kept, ovl_total = [], 0, 0, 0, 0, 0, 0
     decode_time = 0.0

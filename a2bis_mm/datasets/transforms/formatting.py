@@ -13,7 +13,8 @@ class PackA2BInputs(PackDetInputs):
     Besides the parent's output (``gt_instances`` with ``RotatedBoxes`` bboxes, ``gt_sem_seg``
     from ``gt_seg_map`` as a ``(1, h, w)`` uint8 tensor), ``gt_skeleton`` and ``gt_skeleton_inst``
     become ``data_sample.gt_skeleton = PixelData(heatmap=(1, h, w) float32, inst=(1, h, w) int64)``
-    with the targets' stride (``a2b_target_stride``) in its metainfo as ``stride``.
+    with the targets' stride (``a2b_target_stride``) in its metainfo as ``stride``, and
+    ``gt_fullres`` becomes ``data_sample.gt_fullres = PixelData(sem_seg=(1, H, W) uint8)``.
     Without targets (test pipeline) only the image and the meta keys are packed.
 
     The stride-s maps are smaller than the image: keep ``pad_seg=False`` in the data
@@ -53,4 +54,7 @@ class PackA2BInputs(PackDetInputs):
             packed['data_samples'].gt_skeleton = PixelData(
                 metainfo=metainfo, heatmap=torch.from_numpy(heatmap[None]),
                 inst=torch.from_numpy(inst[None]))
+        if 'gt_fullres' in results:
+            cover = np.ascontiguousarray(results['gt_fullres'], dtype=np.uint8)
+            packed['data_samples'].gt_fullres = PixelData(sem_seg=torch.from_numpy(cover[None]))
         return packed

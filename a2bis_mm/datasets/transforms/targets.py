@@ -43,6 +43,9 @@ class GenerateA2BTargets(BaseTransform):
       < 1e-4, or without instances.
     * ``gt_bboxes``: :class:`RotatedBoxes` of the masks at input resolution
       (:func:`a2bis_mm.structures.mask_to_rbox`, 'le90').
+    * ``gt_fullres`` (H, W) uint8, at input resolution (``fullres=True``): how many kept
+      instances cover the pixel, clipped to 2 (0 background, 1 foreground, 2 true overlap): the
+      target of the head's full-resolution branch (docs/decoder.md).
 
     Instances with fewer than ``min_area`` pixels or a box side below ``min_size`` are dropped from
     ``gt_masks`` (returned as :class:`BitmapMasks`), ``gt_bboxes``, ``gt_bboxes_labels``,
@@ -55,7 +58,8 @@ class GenerateA2BTargets(BaseTransform):
 
     Required keys: ``gt_masks`` (BitmapMasks or PolygonMasks), ``gt_bboxes_labels``.
     Optional keys: ``gt_ignore_flags``.
-    Added keys: ``gt_seg_map``, ``gt_skeleton``, ``gt_skeleton_inst``, ``a2b_target_stride``
+    Added keys: ``gt_seg_map``, ``gt_skeleton``, ``gt_skeleton_inst``, ``gt_fullres``,
+    ``a2b_target_stride``
     (packed by ``PackA2BInputs`` as ``gt_skeleton.metainfo['stride']``, checked by the head).
     Modified keys: ``gt_masks``, ``gt_bboxes``, ``gt_bboxes_labels``, ``gt_ignore_flags``.
 
@@ -70,6 +74,7 @@ class GenerateA2BTargets(BaseTransform):
             are dropped. Defaults to 2.0.
         skeleton_method (str): ``'zhang'`` (reference) or ``'lee'``, the methods of
             ``skimage.morphology.skeletonize``. Defaults to ``'zhang'``.
+        fullres (bool): Also write ``gt_fullres``. Defaults to True.
     """
 
     def __init__(self,
@@ -78,7 +83,8 @@ class GenerateA2BTargets(BaseTransform):
                  sigma: float = 1.0,
                  min_area: int = 20,
                  min_size: float = 2.0,
-                 skeleton_method: str = 'zhang') -> None:
+                 skeleton_method: str = 'zhang',
+                 fullres: bool = True) -> None:
         if num_classes is not None:
             warnings.warn('GenerateA2BTargets(num_classes=...) is deprecated: the class count is '
                           'set once, in the model (mask_head.num_classes)', DeprecationWarning,
@@ -98,6 +104,7 @@ class GenerateA2BTargets(BaseTransform):
         self.min_area = max(int(min_area), 1)
         self.min_size = float(min_size)
         self.skeleton_method = skeleton_method
+        self.fullres = bool(fullres)
         self.margin = math.ceil(self.sigma * math.sqrt(2 * math.log(1e5))) + 1
         self._denom = 2 * self.sigma**2 + 1e-5
 
@@ -160,6 +167,7 @@ class GenerateA2BTargets(BaseTransform):
         seg = np.zeros((h, w), dtype=np.uint8)
         heat = np.zeros((h, w), dtype=np.float32)
         owner = np.full((h, w), -1, dtype=np.int64)
+        cover = np.zeros((height, width), dtype=np.uint8) if self.fullres else None
 
         array = masks.masks
         rows_any = array.any(axis=2)
@@ -180,6 +188,9 @@ class GenerateA2BTargets(BaseTransform):
                 continue
             keep.append(i)
             boxes.append((cx + x0, cy + y0, bw, bh, t))
+            if cover is not None:
+                cover_win = cover[y0:y1, x0:x1]
+                cover_win += (crop != 0) & (cover_win < 2)
 
             small, fy0, fx0 = self._stride_mask(array[i], y0, y1, x0, x1)
             fy1, fx1 = fy0 + small.shape[0], fx0 + small.shape[1]
@@ -211,10 +222,12 @@ class GenerateA2BTargets(BaseTransform):
         results['gt_seg_map'] = seg
         results['gt_skeleton'] = heat
         results['gt_skeleton_inst'] = owner
+        if cover is not None:
+            results['gt_fullres'] = cover
         results['a2b_target_stride'] = s
         return results
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(stride={self.stride}, sigma={self.sigma}, '
                 f'min_area={self.min_area}, min_size={self.min_size}, '
-                f'skeleton_method={self.skeleton_method!r})')
+                f'skeleton_method={self.skeleton_method!r}, fullres={self.fullres})')

@@ -25,6 +25,7 @@ from a2bis_mm.structures.a2b_targets import IGNORE_INDEX, OVERLAP_SENTINEL
 from a2bis_mm.structures.rbox_iou import rbox_overlaps
 
 from ..task_modules import build_decoder
+from .a2b_fullres_branch import A2BFullResBranch
 
 DEFAULT_TRAIN_CFG = dict(anchor_thr=0.2, assign_mode='max_iou', use_anchor_weight=True)
 DEFAULT_BBOX_CODER = dict(
@@ -155,7 +156,10 @@ class A2BISHead(BaseMaskHead):
         dice_log_cosh (bool): Use ``log(cosh(dice loss))``. Defaults to False.
         train_cfg (dict, optional): ``anchor_thr`` (0.2), ``assign_mode`` ('max_iou'),
             ``use_anchor_weight`` (True).
-        test_cfg (dict, optional): Decoder config (docs/model.md, inference).
+        test_cfg (dict, optional): Decoder config (docs/decoder.md).
+        fullres (dict, optional): Settings of the full-resolution branch
+            (:class:`A2BFullResBranch`: ``feat_channels``, ``img_channels``, ``bce_weight``,
+            ``loss_dice``); None is the paper's architecture (three branches only).
         init_cfg (dict or list[dict], optional): Initialisation config; each branch has its
             own (Xavier-uniform, zero output conv).
     """
@@ -176,6 +180,7 @@ class A2BISHead(BaseMaskHead):
                  dice_log_cosh: bool = False,
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
+                 fullres: OptConfigType = None,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if num_classes is None:
@@ -211,38 +216,51 @@ class A2BISHead(BaseMaskHead):
         if self.train_cfg.assign_mode not in ('max_iou', 'instance'):
             raise ValueError("train_cfg.assign_mode must be 'max_iou' or 'instance', got "
                              f'{self.train_cfg.assign_mode!r}')
+        self.fullres_branch = None if fullres is None else A2BFullResBranch(
+            in_channels + 1, **fullres)
         self.test_cfg = test_cfg
         self.decoder = None if test_cfg is None else build_decoder(
             test_cfg, stride=self.stride, num_classes=self.num_classes)
 
     # ---------------------------------------------------------------- forward
-    def forward(self, x: Tuple[Tensor, ...]) -> Tuple[Tensor, Tensor, Tensor]:
+    def forward(self, x: Tuple[Tensor, ...]) -> Tuple[Tensor, ...]:
         """Raw maps of the first (only) feature level.
 
         Args:
             x (tuple[Tensor]): ``x[0]`` is the stride-s map (B, C4, h, w); ``A2BIS`` passes the
-                normalised image (B, 3, H, W) as ``x[1]`` (unused by the three branches).
+                normalised image (B, 3, H, W) as ``x[1]`` (used by the full-resolution branch).
 
         Returns:
-            tuple[Tensor]: Skeleton logits (B, 1, h, w), class logits (B, N + 2, h, w) and box
-            deltas (B, 5, h, w).
+            tuple[Tensor]: Skeleton logits (B, 1, h, w), class logits (B, N + 2, h, w), box
+            deltas (B, 5, h, w) and, with the full-resolution branch, its foreground / overlap
+            logits (B, 2, H, W).
         """
         feat = x[0]
         skeleton_logits = self.skeleton_branch(feat)
         feat = torch.cat([feat, skeleton_logits.sigmoid()], dim=1)
-        return skeleton_logits, self.seg_branch(feat), self.bbox_branch(feat)
+        outs = (skeleton_logits, self.seg_branch(feat), self.bbox_branch(feat))
+        if self.fullres_branch is not None:
+            if len(x) < 2:
+                raise ValueError('the full-resolution branch needs the image as x[1] '
+                                 '(A2BIS.extract_feat hands it over)')
+            outs += (self.fullres_branch(feat, x[1]), )
+        return outs
 
     @staticmethod
-    def get_maps(skeleton_logits: Tensor, seg_logits: Tensor,
-                 bbox_preds: Tensor) -> Dict[str, Tensor]:
-        """The dense maps compared by SSL-IS: probabilities and deltas.
+    def get_maps(skeleton_logits: Tensor, seg_logits: Tensor, bbox_preds: Tensor,
+                 fullres_logits: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """The dense maps: probabilities and deltas (SSL-IS compares the first three).
 
         Returns:
             dict[str, Tensor]: ``skeleton`` (B, 1, h, w) and ``seg`` (B, N + 2, h, w)
-            probabilities, ``bbox`` (B, 5, h, w) deltas.
+            probabilities, ``bbox`` (B, 5, h, w) deltas; with the full-resolution branch also
+            ``fg`` and ``overlap`` (B, 1, H, W) probabilities.
         """
-        return dict(
+        maps = dict(
             skeleton=skeleton_logits.sigmoid(), seg=seg_logits.softmax(dim=1), bbox=bbox_preds)
+        if fullres_logits is not None:
+            maps.update(A2BFullResBranch.get_maps(fullres_logits))
+        return maps
 
     # ---------------------------------------------------------------- anchors and boxes
     def get_anchors(self, featmap_size: Tuple[int, int], device: torch.device) -> Tensor:
@@ -382,28 +400,35 @@ class A2BISHead(BaseMaskHead):
             batch_gt_instances=[s.gt_instances for s in batch_data_samples],
             batch_gt_sem_seg=[s.gt_sem_seg for s in batch_data_samples],
             batch_gt_skeleton=[s.gt_skeleton for s in batch_data_samples],
-            batch_img_metas=[s.metainfo for s in batch_data_samples])
+            batch_img_metas=[s.metainfo for s in batch_data_samples],
+            batch_gt_fullres=[s.get('gt_fullres') for s in batch_data_samples])
 
     def loss_by_feat(self, skeleton_logits: Tensor, seg_logits: Tensor, bbox_preds: Tensor,
+                     fullres_logits: Optional[Tensor] = None, *,
                      batch_gt_instances: InstanceList, batch_gt_sem_seg: List[PixelData],
                      batch_gt_skeleton: List[PixelData], batch_img_metas: List[dict],
+                     batch_gt_fullres: Optional[List[Optional[PixelData]]] = None,
                      **kwargs) -> Dict[str, Tensor]:
-        """Compute the four losses from the raw maps and the GT of each image.
+        """Compute the losses from the raw maps and the GT of each image.
 
         Args:
             skeleton_logits (Tensor): (B, 1, h, w).
             seg_logits (Tensor): (B, N + 2, h, w).
             bbox_preds (Tensor): Deltas (B, 5, h, w).
+            fullres_logits (Tensor, optional): (B, 2, H, W) of the full-resolution branch.
             batch_gt_instances (list[InstanceData]): GT with ``bboxes`` (RotatedBoxes).
             batch_gt_sem_seg (list[PixelData]): GT class maps ``sem_seg`` (1, h', w').
             batch_gt_skeleton (list[PixelData]): GT ``heatmap`` and ``inst`` (1, h', w').
             batch_img_metas (list[dict]): Meta information of each image.
+            batch_gt_fullres (list[PixelData], optional): GT ``sem_seg`` (1, H', W') of the
+                full-resolution branch (``GenerateA2BTargets(fullres=True)``).
             **kwargs: Ignored (mmdet's ``positive_infos``, ``batch_gt_instances_ignore``).
 
         Returns:
             dict[str, Tensor]: ``loss_skeleton``, ``loss_ce``, ``loss_dice`` and ``loss_bbox``
             (``0 * sum(bbox_preds)`` when no anchor is assigned, so that every parameter still
-            gets a gradient).
+            gets a gradient); with the full-resolution branch also ``loss_fullres_bce`` and
+            ``loss_fullres_dice``.
         """
         featmap_size = seg_logits.shape[-2:]
         class_maps, labels, heatmaps = self.get_targets(batch_gt_sem_seg, batch_gt_skeleton,
@@ -412,7 +437,26 @@ class A2BISHead(BaseMaskHead):
         losses.update(self.loss_seg_by_feat(seg_logits, labels, heatmaps[:, 0]))
         losses.update(self.loss_bbox_by_feat(bbox_preds, batch_gt_instances, class_maps,
                                               batch_gt_skeleton))
+        if self.fullres_branch is not None:
+            if fullres_logits is None:
+                raise ValueError('A2BISHead has a full-resolution branch: loss_by_feat needs '
+                                 'its logits (the 4th output of forward)')
+            losses.update(self.fullres_branch.loss(
+                fullres_logits, self._fullres_targets(batch_gt_fullres, fullres_logits)))
         return losses
+
+    @staticmethod
+    def _fullres_targets(batch_gt_fullres: Optional[List[Optional[PixelData]]],
+                         logits: Tensor) -> Optional[Tensor]:
+        """(B, H, W) full-resolution targets padded with ``IGNORE_INDEX``; None if any is
+        missing (e.g. targets made with ``GenerateA2BTargets(fullres=False)``)."""
+        if not batch_gt_fullres or any(t is None for t in batch_gt_fullres):
+            return None
+        size = logits.shape[-2:]
+        return torch.stack([
+            pad_to(t.sem_seg.to(logits.device), size, IGNORE_INDEX, 'gt_fullres')[0]
+            for t in batch_gt_fullres
+        ])
 
     def loss_skeleton_by_feat(self, logits: Tensor, target: Tensor) -> Dict[str, Tensor]:
         """``loss_skeleton`` of logits (B, 1, h, w) against the padded skeleton maps."""
@@ -487,6 +531,8 @@ class A2BISHead(BaseMaskHead):
                         skeleton_logits: Tensor,
                         seg_logits: Tensor,
                         bbox_preds: Tensor,
+                        fullres_logits: Optional[Tensor] = None,
+                        *,
                         batch_img_metas: List[dict],
                         rescale: bool = False,
                         **kwargs) -> InstanceList:
@@ -496,6 +542,9 @@ class A2BISHead(BaseMaskHead):
             skeleton_logits (Tensor): (B, 1, h, w).
             seg_logits (Tensor): (B, N + 2, h, w).
             bbox_preds (Tensor): Deltas (B, 5, h, w).
+            fullres_logits (Tensor, optional): (B, 2, H, W) of the full-resolution branch; the
+                decoder then gets ``fg`` and ``overlap`` maps and builds masks at input
+                resolution.
             batch_img_metas (list[dict]): Meta information of each image.
             rescale (bool): Return boxes and masks at the original image size.
             **kwargs: Ignored (mmdet's ``results_list``).
@@ -506,14 +555,13 @@ class A2BISHead(BaseMaskHead):
         """
         if self.decoder is None:
             raise ValueError('A2BISHead.predict_by_feat needs a test_cfg')
-        maps = self.get_maps(skeleton_logits, seg_logits, bbox_preds)
+        maps = self.get_maps(skeleton_logits, seg_logits, bbox_preds, fullres_logits)
         h, w = bbox_preds.shape[-2:]
         anchors = self.get_anchors((h, w), bbox_preds.device)
         deltas = bbox_preds.permute(0, 2, 3, 1).reshape(len(bbox_preds), -1, 5)
-        return [
-            self.decoder.decode(
-                dict(skeleton=skeleton, seg=seg,
-                     rboxes=self.decode(anchors, img_deltas).view(h, w, 5)), img_meta, rescale)
-            for skeleton, seg, img_deltas, img_meta in zip(maps['skeleton'], maps['seg'], deltas,
-                                                           batch_img_metas)
-        ]
+        results = []
+        for i, (img_deltas, img_meta) in enumerate(zip(deltas, batch_img_metas)):
+            img_maps = {k: v[i] for k, v in maps.items() if k != 'bbox'}
+            img_maps['rboxes'] = self.decode(anchors, img_deltas).view(h, w, 5)
+            results.append(self.decoder.decode(img_maps, img_meta, rescale))
+        return results

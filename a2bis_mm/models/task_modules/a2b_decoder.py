@@ -16,6 +16,7 @@ sorted by descending score (docs/components.md, docs/decoder.md).
 """
 from typing import Dict, Optional, Tuple
 
+import torch
 from mmdet.registry import TASK_UTILS
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
@@ -120,9 +121,10 @@ class A2BDecoder:
         self.num_classes = num_classes
         self.impl = TASK_UTILS.build(dict(type=DECODERS[name], stride=stride, **settings))
 
+    @torch.no_grad()
     def decode(self, maps: Dict[str, Tensor], img_meta: dict,
                rescale: bool = True) -> InstanceData:
-        """Decode one image's maps (see the module docstring)."""
+        """Decode one image's maps (see the module docstring); no gradient flows through."""
         _check_maps(maps)
         if self.num_classes is not None and maps['seg'].shape[0] != self.num_classes + 2:
             raise ValueError(f"seg has {maps['seg'].shape[0]} channels, expected num_classes + 2 "

@@ -15,7 +15,7 @@ docs/decoder.md) and by the decoder tests. The maps follow the decoder interface
   in docs/decoder.md.
 * ``fg`` (1, H, W) and ``overlap`` (1, H, W) at input resolution (``with_fullres``): the
   ground-truth foreground (union of the masks) and true overlap (pixels in two or more masks),
-  the targets of the optional full-resolution refinement head.
+  the targets of the head's full-resolution branch (``mask_head.fullres``).
 """
 from typing import Dict, Optional
 

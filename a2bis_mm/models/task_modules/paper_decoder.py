@@ -46,6 +46,7 @@ from a2bis_mm.structures import (
 )
 
 from .nms import rotated_nms
+from .vote_decoder import uncovered, warn_cap
 
 REF_MAGNIFICATION = 6.25  # original px per feature px in the reference (1600 / (512 / 2))
 REF_CLOSE_KERNEL = 11  # cross element of the reference's morphological close
@@ -277,16 +278,27 @@ def a2b_postprocess(skeleton: Tensor,
         valid &= skeleton.flatten() >= cfg.skeleton_gate
     cand = valid.nonzero().squeeze(1)
     nms_pre = cfg.get('nms_pre', 2000)
+    cut = None
     if 0 < nms_pre < cand.numel():
-        cand = cand[scores[cand].topk(nms_pre).indices]
+        top = scores[cand].topk(nms_pre).indices
+        cut = torch.ones(cand.numel(), dtype=torch.bool, device=cand.device)
+        cut[top] = False
+        cut, cand = cand[cut], cand[top]
     if cand.numel() == 0:
         return _empty_results(rboxes, out_shape)
 
-    # 2. class-agnostic rotated NMS, cap, grow
-    keep = cand[rotated_nms(rboxes[cand], scores[cand], nms_cfg['iou_threshold'],
-                            cfg.get('max_per_img', 300))]
+    # 2. class-agnostic rotated NMS, cap, grow; a cap that cuts instances is reported
+    keep = cand[rotated_nms(rboxes[cand], scores[cand], nms_cfg['iou_threshold'])]
+    max_per_img = cfg.get('max_per_img', 300)
+    if 0 < max_per_img < keep.numel():
+        warn_cap(img_meta, 'max_per_img', max_per_img, f'{keep.numel() - max_per_img} instances')
+        keep = keep[:max_per_img]
     boxes, scores, labels = rboxes[keep].clone(), scores[keep], cls_map.flatten()[keep] - 1
     boxes[:, 2:4] += cfg.get('box_grow', 2.0)
+    if cut is not None:
+        lost = uncovered(boxes, cut, h, w, stride, ANCHOR_HALF_SIZE)
+        if lost:
+            warn_cap(img_meta, 'nms_pre', nms_pre, f'{lost} candidate pixels outside every kept box')
 
     # 3. mask assignment on the feature grid, 4. back to the output grid
     box_ids, rows, cols = _assign_masks(boxes, labels, cls_map, stride, overlap_label)

@@ -24,6 +24,7 @@ Steps for one image (docs/decoder.md has the measurements behind each choice):
    owner. Without ``fg`` the stride-s block masks are resampled bilinearly as the paper decoder
    does. Then to the original size (``rescale``) by bilinear resampling at 0.5.
 """
+import logging
 import math
 from typing import Dict, Optional, Tuple
 
@@ -42,7 +43,7 @@ from a2bis_mm.structures import points_in_rboxes, rbox_aabb, rbox_candidate_pair
 
 from .nms import rotated_nms
 
-__all__ = ['A2BVoteDecoder', 'VOTE_DEFAULTS', 'prob_iou']
+__all__ = ['A2BVoteDecoder', 'VOTE_DEFAULTS', 'prob_iou', 'uncovered', 'warn_cap']
 
 VOTE_DEFAULTS = dict(
     score_thr=0.01,
@@ -100,6 +101,25 @@ def _scaled_cap(cap: int, img_area: float, cap_area: Optional[float]) -> int:
     return int(math.ceil(cap * max(1.0, img_area / cap_area)))
 
 
+def warn_cap(img_meta: dict, what: str, cap: int, lost: str) -> None:
+    """One warning per image and cap: the cap cut instances (or pixels no instance covers)."""
+    print_log(f'{img_meta.get("img_path", "image")}: test_cfg.{what} = {cap} cut {lost}; '
+              f'raise it (or cap_area, the image area it is meant for)',
+              logger='current', level=logging.WARNING)
+
+
+def uncovered(boxes: Tensor, pixels: Tensor, h: int, w: int, stride: int,
+              margin: float) -> int:
+    """How many of the flat feature ``pixels`` lie outside every box (block centres)."""
+    if pixels.numel() == 0:
+        return 0
+    covered = torch.zeros(h * w, dtype=torch.bool, device=pixels.device)
+    if boxes.numel():
+        _, rows, cols = _window_pairs(boxes, h, w, stride, margin)
+        covered[rows * w + cols] = True
+    return int((~covered[pixels]).sum())
+
+
 def _empty(device, out_shape) -> InstanceData:
     results = InstanceData()
     results.bboxes = RotatedBoxes(torch.zeros((0, 5), device=device))
@@ -141,7 +161,7 @@ class A2BVoteDecoder:
     """Voting decoder for the A2B-IS maps (see the module docstring and docs/decoder.md).
 
     Maps: ``skeleton`` (1, h, w), ``seg`` (C, h, w), ``rboxes`` (h, w, 5) and optionally ``fg``
-    / ``overlap`` (1, H, W) probabilities at input resolution (the refinement head's output).
+    / ``overlap`` (1, H, W) probabilities at input resolution (the head's full-resolution branch).
 
     Args:
         stride (int): feature stride s.
@@ -165,11 +185,6 @@ class A2BVoteDecoder:
         if self.cfg.mask_source not in ('auto', 'fullres', 'stride'):
             raise ValueError("mask_source must be 'auto', 'fullres' or 'stride', got "
                              f'{self.cfg.mask_source!r}')
-
-    def _warn_cap(self, img_meta: dict, what: str, cap: int, count: int) -> None:
-        print_log(f'{img_meta.get("img_path", "image")}: {what} cap {cap} cut {count} '
-                  f'candidates; raise test_cfg.{what} (or cap_area) if instances are missing',
-                  logger='current', level=30)
 
     def decode(self, maps: Dict[str, Tensor], img_meta: dict,
                rescale: bool = True) -> InstanceData:
@@ -205,21 +220,21 @@ class A2BVoteDecoder:
         area = float(img_h * img_w)
         nms_pre = _scaled_cap(cfg.nms_pre, area, cfg.cap_area)
         max_per_img = _scaled_cap(cfg.max_per_img, area, cfg.cap_area)
+        cut = None
         if 0 < nms_pre < cand.numel():
-            cand = cand[scores[cand].topk(nms_pre).indices]
-            cut_pre = True
-        else:
-            cut_pre = False
+            top = scores[cand].topk(nms_pre).indices
+            cut = torch.ones(cand.numel(), dtype=torch.bool, device=device)
+            cut[top] = False
+            cut, cand = cand[cut], cand[top]
         if cand.numel() == 0:
             return _empty(device, out_shape)
 
         # 2. NMS
         keep = rotated_nms(rboxes[cand], scores[cand], cfg.nms['iou_threshold'], -1)
         if 0 < max_per_img < keep.numel():
-            self._warn_cap(img_meta, 'max_per_img', max_per_img, keep.numel() - max_per_img)
+            warn_cap(img_meta, 'max_per_img', max_per_img,
+                           f'{keep.numel() - max_per_img} instances')
             keep = keep[:max_per_img]
-        elif cut_pre:
-            self._warn_cap(img_meta, 'nms_pre', nms_pre, int(valid.sum()) - nms_pre)
         seeds = cand[keep]
         boxes, inst_scores = rboxes[seeds], scores[seeds]
         n = boxes.shape[0]
@@ -232,6 +247,12 @@ class A2BVoteDecoder:
             boxes, inst_scores = boxes[keep], inst_scores[keep]
             box_ids, flat, winner = self._vote(boxes, *vote_args)
         n = boxes.shape[0]
+        if cut is not None:
+            # the candidates the cap cut only matter where no kept box covers them
+            lost = uncovered(boxes, cut, h, w, s, cfg.vote_margin)
+            if lost:
+                warn_cap(img_meta, 'nms_pre', nms_pre,
+                               f'{lost} candidate pixels outside every kept box')
         own = torch.bincount(box_ids[winner], minlength=n)
         alive = own >= max(int(cfg.min_pixels), 1)
         # class: the most probability mass over the instance's own pixels

@@ -34,7 +34,10 @@ model = dict(
             loss_weight=4.0),
         loss_bbox=dict(type='A2BKLDLoss', tau=1.0, loss_weight=2.0),
         ce_pixel_skeleton_weight=False,
-        dice_log_cosh=False),
+        dice_log_cosh=False,
+        # full-resolution foreground / overlap branch (docs/decoder.md): masks at input
+        # resolution; mask_head.fullres=None is the paper's architecture (three branches)
+        fullres=dict(feat_channels=32, img_channels=16, bce_weight=2.0)),
     train_cfg=dict(anchor_thr=0.2, assign_mode='max_iou', use_anchor_weight=True),
     # decoders (docs/decoder.md): flat keys for both, then the sub-dict of the chosen one;
     # decoder='paper' gives the reference code's post-processing (docs/model.md, D7)
