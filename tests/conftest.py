@@ -28,6 +28,17 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+@pytest.fixture(autouse=True)
+def _forget_mmloggers():
+    """Drop the MMLoggers a test created: their handlers write to that test's captured (then closed) streams, and
+    a Runner built later in the same second would reuse them by name and fail on every line it logs."""
+    before = set(MMLogger._instance_dict)
+    yield
+    for name in set(MMLogger._instance_dict) - before:
+        for handler in MMLogger._instance_dict.pop(name).handlers:
+            handler.close()
+
+
 @pytest.fixture
 def mm_caplog(caplog):
     """caplog for mmengine's logger, which has no parent logger and so never reaches caplog."""
