@@ -21,6 +21,7 @@ test_dataloader = val_dataloader
 val_evaluator = [
     dict(type='PanopticQualityMetric', overlap_aware=True),
     dict(type='InstanceAP50Metric'),
+    dict(type='InstanceErrorMetric'),
 ]
 test_evaluator = val_evaluator
 

@@ -300,14 +300,36 @@ def mask_pairwise_iou(true_masks: np.ndarray, pred_masks: np.ndarray) -> np.ndar
     return np.asarray(iou, np.float64).reshape(len(pred_masks), len(true_masks)).T
 
 
-def instance_pq(iou: np.ndarray, match_iou: float = 0.5) -> PQStat:
-    """PQ of one image from the IoU matrix of its (possibly overlapping) instance masks.
+def match_instances(iou: np.ndarray, match_iou: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
+    """One-to-one pairs of (possibly overlapping) instances with IoU > ``match_iou``.
 
     With overlapping masks a GT instance can have IoU > 0.5 with several predictions, so the
     pairs are chosen by the Hungarian algorithm among the pairs with IoU > ``match_iou``: the most
     pairs, and among those the largest IoU sum; for non-overlapping masks and ``match_iou >= 0.5``
     this gives the same pairs as :func:`get_fast_pq`.
-    Counts, DQ, SQ (with the official ``1e-6``) and PQ as :func:`get_fast_pq`.
+
+    Args:
+        iou (np.ndarray): (n_true, n_pred) IoUs (:func:`mask_pairwise_iou`).
+        match_iou (float): IoU threshold of a match (strict).
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: the GT rows and prediction columns of the pairs.
+    """
+    n_true, n_pred = iou.shape
+    if not (n_true and n_pred):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    # most matches first, then the largest IoU sum: a bonus above any count of IoUs
+    gain = np.where(iou > match_iou, iou + min(n_true, n_pred) + 1, 0.0)
+    rows, cols = linear_sum_assignment(-gain)
+    keep = iou[rows, cols] > match_iou
+    return rows[keep], cols[keep]
+
+
+def instance_pq(iou: np.ndarray, match_iou: float = 0.5) -> PQStat:
+    """PQ of one image from the IoU matrix of its (possibly overlapping) instance masks.
+
+    Pairs from :func:`match_instances`; counts, DQ, SQ (with the official ``1e-6``) and PQ as
+    :func:`get_fast_pq`.
 
     Args:
         iou (np.ndarray): (n_true, n_pred) IoUs (:func:`mask_pairwise_iou`).
@@ -317,13 +339,7 @@ def instance_pq(iou: np.ndarray, match_iou: float = 0.5) -> PQStat:
         PQStat: NaN scores when both sides are empty.
     """
     n_true, n_pred = iou.shape
-    paired = np.zeros(0)
-    if n_true and n_pred:
-        # most matches first, then the largest IoU sum: a bonus above any count of IoUs
-        gain = np.where(iou > match_iou, iou + min(n_true, n_pred) + 1, 0.0)
-        rows, cols = linear_sum_assignment(-gain)
-        paired = iou[rows, cols]
-        paired = paired[paired > match_iou]
+    paired = iou[match_instances(iou, match_iou)]
     tp = int(paired.size)
     fp, fn = n_pred - tp, n_true - tp
     iou_sum = float(paired.sum())

@@ -50,5 +50,6 @@ val_evaluator = [
     # crossing chromosomes overlap: PQ between instance masks, not painted maps (docs/metrics.md)
     dict(type='PanopticQualityMetric', overlap_aware=True),
     dict(type='InstanceAP50Metric'),
+    dict(type='InstanceErrorMetric'),
 ]
 test_evaluator = val_evaluator

@@ -18,10 +18,12 @@ val_dataloader = dict(
     dataset=dict(test_mode=True, backend_args=backend_args))
 test_dataloader = val_dataloader
 
-# bPQ / mPQ / mPQ+ (PanNuke semantics) and mask / rotated-box AP50 (docs/metrics.md)
+# bPQ / mPQ / mPQ+ (PanNuke semantics), mask / rotated-box AP50 and where instances are lost
+# (docs/metrics.md)
 val_evaluator = [
     dict(type='PanopticQualityMetric'),
     dict(type='InstanceAP50Metric'),
+    dict(type='InstanceErrorMetric'),
 ]
 test_evaluator = val_evaluator
 
