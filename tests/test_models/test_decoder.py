@@ -53,6 +53,7 @@ def test_chromosome_pairs_every_chromosome_recovered(shared_data, ceiling, in_re
     assert res['ceiling/images_all_recovered'] == res['ceiling/images_with_gt'] == 9
     assert res['ceiling/recovered'] == res['ceiling/gt_instances'] == 18
     assert res['pq/bPQ'] >= 0.95  # overlap-aware PQ (the chromosome configs' evaluator)
+    assert (res['err/fn'], res['err/images_all_found']) == (0, 9)  # the error metric agrees
     # crossing pixels end in both chromosomes' masks
     assert res['ceiling/overlap_px_kept'] >= 0.99 * res['ceiling/overlap_px_total'] > 0
     # the paper decoder's NMS at IoU 0.25 merges one crossing pair of the val split

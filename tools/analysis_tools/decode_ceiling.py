@@ -6,7 +6,8 @@ network would predict (:func:`a2bis_mm.models.task_modules.ideal_maps`: the stri
 ``GenerateA2BTargets``, every covered feature pixel carrying its instance's box, and the
 full-resolution foreground / overlap maps). The model's own decoder, built from CONFIG's
 ``model.test_cfg``, turns them into instances at the original image size, which are scored with
-CONFIG's ``PanopticQualityMetric`` and ``InstanceAP50Metric`` against the GT of the ordinary test
+CONFIG's ``PanopticQualityMetric``, ``InstanceAP50Metric`` and ``InstanceErrorMetric`` (what the
+decoder itself loses: merged, split, missed instances...) against the GT of the ordinary test
 pipeline, and written as a COCO results JSON (``image_id``, ``file_name``, ``category_id``,
 ``score``, RLE ``segmentation`` at the original size, ``rbox`` (cx, cy, w, h, t radians)).
 
@@ -130,11 +131,11 @@ def overlap_kept(gt: np.ndarray, pred: np.ndarray) -> Tuple[int, int]:
 
 
 def build_metrics(cfg, dataset_meta: dict) -> list:
-    """The config's PQ and AP50 metrics (defaults where it has none)."""
+    """The config's PQ, AP50 and error metrics (defaults where it has none)."""
     evaluator = cfg.get('test_evaluator', cfg.get('val_evaluator', []))
     if isinstance(evaluator, dict):
         evaluator = evaluator.get('metrics', [evaluator])
-    wanted = {'PanopticQualityMetric', 'InstanceAP50Metric'}
+    wanted = {'PanopticQualityMetric', 'InstanceAP50Metric', 'InstanceErrorMetric'}
     metric_cfgs = [copy.deepcopy(m) for m in evaluator if m.get('type') in wanted]
     for name in wanted - {m['type'] for m in metric_cfgs}:
         metric_cfgs.append(dict(type=name))
