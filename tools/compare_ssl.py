@@ -9,6 +9,8 @@ config's validation split with the EMA teacher and with the student.
 Examples:
     python tools/compare_ssl.py configs/a2bis_ssl/a2bis-tiny_ssl_300i_chromosome-512.py \\
         --iters 200 --input-size 256 --work-dir work_dirs/compare_ssl
+    python tools/compare_ssl.py configs/a2bis_ssl/a2bis-t_ssl_100e_chromosome-512.py --iters 100 \
+        --input-size 256 --load-from models/a2bis-t_chromosome-256.pth --work-dir work_dirs/compare_ssl_t
     python tools/compare_ssl.py --memory configs/a2bis_ssl/a2bis-t_*_chromosome-512.py \\
         --detector-from configs/a2bis_ssl/a2bis-tiny_ssl_300i_chromosome-512.py --iters 3
 """
@@ -27,7 +29,7 @@ from a2bis_mm.utils.cli import ToolInputError, check_work_dir, load_config
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
-METRICS = ('pq/bPQ', 'ap50/mask_mAP50', 'ap50/rbox_mAP50')
+METRICS = ('pq/bPQ', 'ap50/mask_mAP50', 'ap50/rbox_mAP50', 'err/images_all_found')
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,6 +43,8 @@ def parse_args() -> argparse.Namespace:
                         help='square side given to every Resize of the pipelines')
     parser.add_argument('--detector-from', default=None,
                         help='take model.detector from this config (e.g. the tiny model)')
+    parser.add_argument('--load-from', default=None,
+                        help='start both runs from these supervised A2B-IS weights (student and teacher)')
     parser.add_argument('--seed', type=int, default=0, help='seed of both runs')
     parser.add_argument('--work-dir', default='work_dirs/compare_ssl')
     return parser.parse_args()
@@ -69,6 +73,10 @@ def prepare(path: str, args: argparse.Namespace, iters: Optional[int]) -> Config
     if args.input_size:
         for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
             set_resize(cfg.get(key), args.input_size)
+    if args.load_from:
+        if not osp.isfile(args.load_from):
+            raise ToolInputError(f'--load-from {args.load_from}: no such file')
+        cfg.load_from = args.load_from
     if iters is not None:
         cfg.train_cfg.max_iters = iters
     # no validation inside training (the loop would run one at the last step): done here after
@@ -128,7 +136,7 @@ def compare(args: argparse.Namespace) -> List[str]:
         work_dir = osp.join(args.work_dir, name.replace(' ', '_'))
         stats = train(cfg, work_dir)
         for predict_on, metrics in evaluate(cfg, work_dir).items():
-            values = ' | '.join(f'{metrics[m]:.4f}' for m in METRICS)
+            values = ' | '.join(f'{metrics.get(m, float("nan")):.4f}' for m in METRICS)
             rows.append(f'| {name} | {predict_on} | {values} | {stats["seconds"]:.0f} |')
     return rows
 
