@@ -44,6 +44,7 @@ from mmengine.registry import init_default_scope
 from pycocotools import mask as mask_util
 
 import a2bis_mm  # noqa: F401  registers the modules
+from a2bis_mm.evaluation.functional import FN_CAUSES, FP_CAUSES
 from a2bis_mm.models.task_modules import build_decoder, ideal_maps
 from a2bis_mm.utils.cli import ToolInputError, load_config
 
@@ -143,6 +144,15 @@ def build_metrics(cfg, dataset_meta: dict) -> list:
     for metric in metrics:
         metric.dataset_meta = dataset_meta
     return metrics
+
+
+def errors_line(results: Dict[str, float]) -> str:
+    """One line of ``InstanceErrorMetric``'s counts: misses and spurious instances by cause."""
+    fn = ', '.join(f'{c} {results[f"err/fn_{c}"]:.0f}' for c in FN_CAUSES)
+    fp = ', '.join(f'{c} {results[f"err/fp_{c}"]:.0f}' for c in FP_CAUSES)
+    return (f"errors: FN {results['err/fn']:.0f} ({fn}); FP {results['err/fp']:.0f} ({fp}); "
+            f"images with every instance found {results['err/images_all_found']:.0f}/"
+            f"{results['err/images']:.0f}")
 
 
 def coco_results(pred, image_id, file_name: str, cat_ids: List[int]) -> List[Dict]:
@@ -263,6 +273,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     print(f'recovered {n_rec}/{n_gt} GT instances (IoU > 0.5 with their own mask); every instance '
           f'recovered in {n_img_all}/{n_img} images; decode {results["ceiling/decode_ms_per_image"]:.1f}'
           f' ms/image')
+    if 'err/fn' in results:
+        print(errors_line(results))
     if ovl_total:
         print(f'GT overlap pixels kept in the matched mask of each of their instances: '
               f'{ovl_kept}/{ovl_total} ({100 * ovl_kept / ovl_total:.1f}%)')
