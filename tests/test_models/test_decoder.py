@@ -122,6 +122,63 @@ def test_build_decoder_settings_and_errors():
         build_decoder(dict(vote=dict(mask_source='full')))
 
 
+def _spy(decode, seen):
+    """``decode`` that records the torch thread count it runs with."""
+
+    def wrapped(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return decode(*args, **kwargs)
+
+    return wrapped
+
+
+@pytest.mark.parametrize('decoder', ['vote', 'paper'])
+def test_decoding_threads_change_nothing_but_the_speed(decoder):
+    """The decoder runs at ``num_threads`` torch threads, gives the same instances, and restores
+    the caller's thread count (docs/decoder.md, "Speed")."""
+    masks, labels = crossing_rods()
+    maps = ideal_maps(masks, labels, num_classes=2)
+    maps = {k: maps[k] for k in ('skeleton', 'seg', 'rboxes', 'fg', 'overlap')}
+    seen = []
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        outs = []
+        for threads in (1, None):
+            dec = build_decoder(dict(decoder=decoder, num_threads=threads), num_classes=2)
+            assert dec.num_threads == threads
+            dec.impl.decode = _spy(dec.impl.decode, seen)
+            outs.append(dec.decode(maps, meta(96)))
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(old)
+    assert seen == [1, 2]
+    one, default = outs
+    assert len(one) == len(default) > 0
+    assert torch.equal(one.masks, default.masks) and torch.equal(one.labels, default.labels)
+    torch.testing.assert_close(one.bboxes.tensor, default.bboxes.tensor, rtol=0, atol=0)
+    torch.testing.assert_close(one.scores, default.scores, rtol=0, atol=0)
+
+
+def test_masks_without_resampling_equal_the_window_path():
+    """The direct pixel path of ``_paste_all`` sets what one window per instance sets."""
+    from a2bis_mm.models.task_modules.vote_decoder import _paste, _paste_all
+    rng = np.random.default_rng(0)
+    n, shape = 5, (40, 30)
+    inst = rng.integers(0, n - 1, 300)  # instance n - 1 stays empty
+    ys, xs = rng.integers(0, 42, 300), rng.integers(0, 30, 300)  # rows 40, 41 lie outside
+    fast = _paste_all(inst, ys, xs, n, (42, 30), shape, (1.0, 1.0), 0.5)
+    slow = np.zeros((n, *shape), bool)
+    for i in range(n):
+        y, x = ys[inst == i], xs[inst == i]
+        if y.size:
+            win = np.zeros((y.max() - y.min() + 1, x.max() - x.min() + 1), np.float32)
+            win[y - y.min(), x - x.min()] = 1
+            _paste(slow[i], win, y.min(), x.min(), (42, 30), (1.0, 1.0), 0.5)
+    assert fast.any() and not fast[n - 1].any()
+    np.testing.assert_array_equal(fast, slow)
+
+
 def test_cap_cut_is_reported_once_per_image(mm_caplog):
     masks, labels = crossing_rods()
     maps = ideal_maps(masks, labels, num_classes=2)

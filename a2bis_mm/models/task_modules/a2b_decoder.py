@@ -14,7 +14,8 @@ It returns ``InstanceData`` with ``bboxes`` (``RotatedBoxes``), ``scores``, 0-ba
 bool ``masks`` (n, H, W) at the original image size when ``rescale`` (at ``img_shape`` otherwise),
 sorted by descending score (docs/components.md, docs/decoder.md).
 """
-from typing import Dict, Optional, Tuple
+from contextlib import contextmanager
+from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 from mmdet.registry import TASK_UTILS
@@ -94,6 +95,26 @@ def _decoder_settings(cfg: dict) -> Tuple[str, dict]:
     return name, cfg
 
 
+@contextmanager
+def intra_op_threads(num: Optional[int]) -> Iterator[None]:
+    """Run the block with ``num`` torch intra-op threads (``None``: torch's setting), then restore.
+
+    The decoders run hundreds of element-wise ops on 10^4-10^5 elements; split over threads, each
+    op waits at a barrier for every thread, and on a machine shared with other jobs a descheduled
+    thread stalls it (docs/decoder.md, "Speed": 3x the wall time with 2 threads on the shared
+    2-core machine).
+    """
+    old = torch.get_num_threads()
+    if not num or num == old:
+        yield
+        return
+    torch.set_num_threads(num)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 @TASK_UTILS.register_module()
 class A2BDecoder:
     """The decoder a model's ``test_cfg`` asks for (what the A2B-IS head builds).
@@ -111,13 +132,18 @@ class A2BDecoder:
             channels (the overlap channel is N + 1). Without it the last channel is overlap.
         stride (int): feature stride s of the maps.
         decoder (str): ``'vote'`` or ``'paper'``.
+        num_threads (int, optional): torch intra-op threads while decoding (default 1: the
+            decoders' ops are too small to gain from more, see :func:`intra_op_threads`);
+            ``None`` keeps torch's setting.
         **cfg: the decoders' settings (see :class:`A2BVoteDecoder`, :class:`A2BPaperDecoder`).
     """
 
     def __init__(self, num_classes: Optional[int] = None, stride: int = 2,
-                 decoder: str = DEFAULT_DECODER, **cfg) -> None:
+                 decoder: str = DEFAULT_DECODER, num_threads: Optional[int] = 1,
+                 **cfg) -> None:
         name, settings = _decoder_settings(dict(cfg, decoder=decoder))
         self.name = name
+        self.num_threads = num_threads
         self.num_classes = num_classes
         self.impl = TASK_UTILS.build(dict(type=DECODERS[name], stride=stride, **settings))
 
@@ -129,7 +155,8 @@ class A2BDecoder:
         if self.num_classes is not None and maps['seg'].shape[0] != self.num_classes + 2:
             raise ValueError(f"seg has {maps['seg'].shape[0]} channels, expected num_classes + 2 "
                              f'= {self.num_classes + 2} (background, classes, overlap)')
-        return self.impl.decode(maps, img_meta, rescale=rescale)
+        with intra_op_threads(self.num_threads):
+            return self.impl.decode(maps, img_meta, rescale=rescale)
 
     __call__ = decode
 

@@ -493,8 +493,18 @@ class A2BVoteDecoder:
 def _paste_all(inst: np.ndarray, ys: np.ndarray, xs: np.ndarray, n: int,
                img_shape: Tuple[int, int], out_shape: Tuple[int, int],
                scale: Tuple[float, float], thr: float) -> np.ndarray:
-    """(n, H, W) output masks from (instance, y, x) input-resolution pixels, one window each."""
+    """(n, H, W) output masks from (instance, y, x) input-resolution pixels.
+
+    Without resampling the pixels are set directly; otherwise each instance's window is resampled
+    (:func:`_paste`).
+    """
     masks = np.zeros((n, *out_shape), dtype=bool)
+    if scale[0] == 1.0 and scale[1] == 1.0:
+        # all pixels at once: a window per instance cost ~2x as much (331 instances on a whole
+        # cpm15 tile)
+        inside = (ys < out_shape[0]) & (xs < out_shape[1])
+        masks[inst[inside], ys[inside], xs[inside]] = True
+        return masks
     order = np.argsort(inst, kind='stable')
     inst, ys, xs = inst[order], ys[order], xs[order]
     bounds = np.searchsorted(inst, np.arange(n + 1))
