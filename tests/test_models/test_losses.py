@@ -133,3 +133,33 @@ def test_naive_dice_is_spec_dice():
     loss = MODELS.build(dict(type='DiceLoss', use_sigmoid=False, activate=False,
                              naive_dice=True, eps=eps))
     assert loss(p, g).item() == pytest.approx(1 - dice.mean().item(), rel=1e-6)
+
+
+def _best_scale(divergence: str, spread: float = 0.5) -> float:
+    """The length scale c minimising the mean loss of boxes whose log-length errs with ``spread``."""
+    eps = torch.randn(2000, generator=torch.Generator().manual_seed(0))
+    target = torch.tensor([50., 50., 100., 20., 0.3]).expand(2000, 5)
+    loss_fn = MODELS.build(dict(type='A2BKLDLoss', divergence=divergence))
+    scales = torch.linspace(0.5, 1.5, 101)
+    losses = []
+    for c in scales:
+        pred = target.clone()
+        pred[:, 2] = 100 * c * torch.exp(spread * eps)
+        losses.append(loss_fn(pred, target).item())
+    return scales[int(torch.tensor(losses).argmin())].item()
+
+
+def test_kl_prefers_short_boxes_under_uncertainty_and_jeffreys_does_not():
+    """KL(pred || target) charges a long box more than a short one (docs/model.md, box loss)."""
+    assert _best_scale('kl') < 0.92
+    assert _best_scale('jeffreys') == pytest.approx(1.0, abs=0.03)
+
+
+def test_jeffreys_is_symmetric_and_zero_at_the_target():
+    gen = torch.Generator().manual_seed(1)
+    a, b = _random_boxes(64, gen), _random_boxes(64, gen)
+    loss_fn = MODELS.build(dict(type='A2BKLDLoss', divergence='jeffreys', reduction='none'))
+    torch.testing.assert_close(loss_fn(a, b), loss_fn(b, a))
+    assert loss_fn(a, a).abs().max() < 1e-6
+    with pytest.raises(ValueError, match='divergence'):
+        MODELS.build(dict(type='A2BKLDLoss', divergence='wasserstein'))

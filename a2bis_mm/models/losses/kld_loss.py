@@ -50,21 +50,37 @@ def kld_divergence(pred: Tensor, target: Tensor) -> Tensor:
 class A2BKLDLoss(nn.Module):
     """A2B-IS box loss ``f = 1 - 1 / (tau + ln(1 + max(D, 0)))`` with ``D = KL(pred || target)``.
 
+    ``divergence`` picks D: ``'kl'`` is the paper's ``KL(pred || target)``; ``'jeffreys'`` is the
+    symmetric ``(KL(pred || target) + KL(target || pred)) / 2``. Why the choice matters: in
+    ``KL(pred || target)`` a box too long by a factor r costs ``(r^2 - 1 - ln r^2) / 2`` (grows
+    like r^2) but a box too short by r only about ``ln r`` , so where a pixel cannot know the
+    exact extent of its instance (the far end of a long rod or chromosome) the loss is lowest
+    for boxes that are systematically too small: with a log-size error of spread s, by
+    ``exp(-s^2)`` (docs/model.md, box loss). The symmetric divergence has no such bias.
+
     Written here rather than reusing mmrotate's ``GDLoss(loss_type='kld')`` because that one is
     NaN in float32 for elongated boxes (see ``kld_divergence``) and normalises centres by the box
     size differently from the reference. ``f`` is exactly 0 when ``pred == target`` and tau = 1.
 
     Args:
         tau (float): Offset of the ``1 - 1/(tau + .)`` transform. Defaults to 1.0.
+        divergence (str): 'kl' (the paper's) or 'jeffreys'. Defaults to 'kl'.
         reduction (str): 'none', 'mean' or 'sum'. 'mean' with per-anchor weights gives
             ``mean_i(w_i f_i)`` (docs/model.md, D4). Defaults to 'mean'.
         loss_weight (float): Weight of the loss. Defaults to 1.0.
     """
 
-    def __init__(self, tau: float = 1.0, reduction: str = 'mean', loss_weight: float = 1.0) -> None:
+    def __init__(self,
+                 tau: float = 1.0,
+                 reduction: str = 'mean',
+                 loss_weight: float = 1.0,
+                 divergence: str = 'kl') -> None:
         super().__init__()
         if reduction not in ('none', 'mean', 'sum'):
             raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+        if divergence not in ('kl', 'jeffreys'):
+            raise ValueError(f"divergence must be 'kl' or 'jeffreys', got {divergence!r}")
+        self.divergence = divergence
         self.tau = tau
         self.reduction = reduction
         self.loss_weight = loss_weight
@@ -91,6 +107,9 @@ class A2BKLDLoss(nn.Module):
             raise ValueError(f'A2BKLDLoss expects (n, 5) pred and target, got {tuple(pred.shape)} '
                              f'and {tuple(target.shape)}')
         reduction = reduction_override if reduction_override else self.reduction
-        div = kld_divergence(pred, target).clamp(min=0)
+        div = kld_divergence(pred, target)
+        if self.divergence == 'jeffreys':
+            div = (div + kld_divergence(target, pred)) / 2
+        div = div.clamp(min=0)
         loss = 1 - 1 / (self.tau + torch.log1p(div))
         return self.loss_weight * weight_reduce_loss(loss, weight, reduction, avg_factor)
