@@ -14,6 +14,8 @@ from tools import test as test_tool
 ROOT = Path(__file__).resolve().parents[2]
 # config -> (validation images tested here, metric -> value on them, measured with these weights)
 ZOO = {
+    'configs/a2bis/a2bis-t_a2b_12e_consep-256.py': (16, {
+        'ap50/mask_mAP50': 0.0239, 'err/pred': 2}),
     'configs/a2bis/a2bis-t_a2b_40e_chromosome-256.py': (9, {
         'pq/bPQ': 0.2742, 'ap50/mask_mAP50': 0.2494, 'err/tp': 9}),
 }
@@ -46,4 +48,4 @@ def test_shipped_weights_reproduce_their_metrics(shared_data, tmp_path, monkeypa
         'test_dataloader.persistent_workers=False'])
     metrics = runner.test()
     for key, value in expected.items():
-        assert metrics[key] == pytest.approx(value, abs=0.02), key
+        assert metrics[key] == pytest.approx(value, rel=0.1, abs=0.003), key
