@@ -106,27 +106,49 @@ class CompactInstances:
             parts[0].classes, parts[0].palette, parts[0].img_path)
 
 
+def ground_truth_instances(shape: Tuple[int, int], offsets: Sequence[Tuple[int, int]],
+                           crops: Sequence[np.ndarray], classes: Sequence[str] = ('nucleus', ),
+                           img_path: Optional[str] = None) -> CompactInstances:
+    """Ground-truth instances from their cropped masks, class 0, scores 1, boxes the minimum-area
+    rotated boxes of the masks: for drawing beside predictions
+    (``tools/analysis_tools/compare_overlays.py``)."""
+    boxes = []
+    for (x0, y0), crop in zip(offsets, crops):
+        cx, cy, w, h, t = mask_to_rbox(crop)
+        boxes.append((cx + x0, cy + y0, w, h, t))
+    n = len(crops)
+    return CompactInstances(
+        tuple(shape[:2]), np.array(boxes, dtype=np.float64).reshape(n, 5), np.ones(n),
+        np.zeros(n, dtype=np.int64), np.array(offsets, dtype=np.int64).reshape(n, 2), list(crops),
+        tuple(classes), microscopy_palette(len(classes)), img_path)
+
+
 def instances_from_label_map(inst_map: np.ndarray, classes: Sequence[str] = ('nucleus', ),
                               img_path: Optional[str] = None) -> CompactInstances:
-    """Instances of an instance-label map (0 = background, each other id one instance), class 0.
-
-    For drawing ground truth beside predictions (``tools/analysis_tools/compare_overlays.py``);
-    scores are 1, boxes the minimum-area rotated boxes of the masks.
-    """
-    offsets, crops, boxes = [], [], []
+    """Instances of an instance-label map (0 = background, each other id one instance), class 0."""
+    offsets, crops = [], []
     for inst_id, box in enumerate(ndimage.find_objects(inst_map), start=1):
         if box is None:  # ids need not be contiguous
             continue
-        crop = inst_map[box] == inst_id
+        crops.append(inst_map[box] == inst_id)
         offsets.append((box[1].start, box[0].start))
-        crops.append(crop)
-        cx, cy, w, h, t = mask_to_rbox(crop)
-        boxes.append((cx + box[1].start, cy + box[0].start, w, h, t))
-    n = len(crops)
-    return CompactInstances(
-        inst_map.shape[:2], np.array(boxes, dtype=np.float64).reshape(n, 5), np.ones(n),
-        np.zeros(n, dtype=np.int64), np.array(offsets, dtype=np.int64).reshape(n, 2), crops,
-        tuple(classes), microscopy_palette(len(classes)), img_path)
+    return ground_truth_instances(inst_map.shape, offsets, crops, classes, img_path)
+
+
+def instances_from_polygons(polygons: Sequence[np.ndarray], shape: Tuple[int, int],
+                            classes: Sequence[str] = ('nucleus', ),
+                            img_path: Optional[str] = None) -> CompactInstances:
+    """Instances of (possibly overlapping) polygons, e.g. the shapes of a LabelMe file, class 0.
+
+    Args:
+        polygons (Sequence[np.ndarray]): (k, 2) x, y vertices in image pixels, one per instance.
+        shape (tuple[int, int]): (H, W) of the image.
+    """
+    masks = np.zeros((len(polygons), *shape[:2]), np.uint8)
+    for mask, poly in zip(masks, polygons):
+        cv2.fillPoly(mask, [np.round(np.asarray(poly, np.float64)).astype(np.int32)], 1)
+    offsets, crops, _ = masks_to_crops(masks.astype(bool))
+    return ground_truth_instances(shape, [tuple(o) for o in offsets], crops, classes, img_path)
 
 
 def masks_to_crops(masks: np.ndarray) -> Tuple[np.ndarray, List[np.ndarray], np.ndarray]:

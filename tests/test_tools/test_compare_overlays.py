@@ -58,3 +58,19 @@ def test_two_models_and_ground_truth_side_by_side(tool, repo_root, shared_data, 
     assert np.array_equal(cv2.imread(str(out)), picture)
     with pytest.raises(tool.ToolInputError, match='outside'):
         tool.main([str(tmp_path / 'img.png'), *model_args, '--crop', '500,0,10,10'])
+
+
+def test_labelme_ground_truth_keeps_crossing_chromosomes(tool, shared_data):
+    """Both chromosomes of a real crossing pair become instances; their masks share the crossing."""
+    path = str(shared_data / 'chromosome_pairs/val/grey0093810.json')
+    img = cv2.imread(path[:-5] + '.png', cv2.IMREAD_UNCHANGED)
+    polygons = tool.labelme_polygons(path)
+    gt = tool.instances_from_polygons(polygons, img.shape[:2])
+    assert len(gt) == len(polygons) == 2
+    masks = np.zeros((2, *img.shape[:2]), bool)
+    for mask, (x0, y0), crop in zip(masks, gt.offsets, gt.crops):
+        mask[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop
+    assert (masks[0] & masks[1]).sum() > 20  # the crossing pixels are in both
+    assert all(crop.sum() > 300 for crop in gt.crops)
+    with pytest.raises(tool.ToolInputError, match='LabelMe'):
+        tool.labelme_polygons(path[:-5] + '.png')

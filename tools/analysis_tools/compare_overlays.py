@@ -13,6 +13,7 @@ picks the window where most instances touch or overlap (in the ground truth if g
 first model's prediction).
 """
 import argparse
+import json
 import os.path as osp
 from typing import List, Optional, Sequence, Tuple
 
@@ -27,12 +28,26 @@ from a2bis_mm.apis import (
     read_image,
     write_png_atomic,
 )
-from a2bis_mm.apis.tiling import instances_from_label_map
+from a2bis_mm.apis.tiling import instances_from_label_map, instances_from_polygons
 from a2bis_mm.utils.checkpoint import CheckpointError
 from a2bis_mm.utils.cli import ToolInputError, check_checkpoint, check_device, load_config, run_tool
 from a2bis_mm.visualization.overlay import FONT, LEGEND_BACKGROUND, TEXT_COLOR, font_scale
 
 GAP = 6  # px between panels
+
+
+def labelme_polygons(path: str) -> List[np.ndarray]:
+    """The polygon shapes of a LabelMe file, (k, 2) x, y each."""
+    try:
+        with open(path) as f:
+            shapes = json.load(f).get('shapes', [])
+    except (OSError, ValueError) as err:
+        raise ToolInputError(f'--gt {path} cannot be read as LabelMe JSON ({err})') from None
+    polygons = [np.asarray(s['points'], np.float64) for s in shapes
+                if s.get('shape_type', 'polygon') == 'polygon' and len(s.get('points', [])) >= 3]
+    if not polygons:
+        raise ToolInputError(f'--gt {path} has no polygon shape')
+    return polygons
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,8 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         metavar=('CONFIG', 'CHECKPOINT'), help='a model; give one --model each')
     parser.add_argument('--titles', nargs='+', help='panel titles, one per model (default: the '
                         'config file names)')
-    parser.add_argument('--gt', help='instance-label map of the image (0 background, one id per '
-                        'instance, e.g. cpm15 labels/): adds a ground-truth panel')
+    parser.add_argument('--gt', help='ground truth of the image, adds a panel: an instance-label map '
+                        '(0 background, one id per instance, e.g. cpm15 labels/) or a LabelMe .json '
+                        '(polygons, may overlap, e.g. chromosome_pairs)')
     parser.add_argument('--crop', default='auto',
                         help="X,Y,W,H in image px, 'auto' (where instances touch most) or 'full'")
     parser.add_argument('--crop-size', type=int, default=192, help='side of the auto crop')
@@ -140,7 +156,9 @@ def main(argv=None) -> np.ndarray:
     except ValueError as err:
         raise ToolInputError(str(err)) from None
     gt = None
-    if args.gt:
+    if args.gt and args.gt.endswith('.json'):
+        gt = instances_from_polygons(labelme_polygons(args.gt), img.shape[:2])
+    elif args.gt:
         labels = cv2.imread(args.gt, cv2.IMREAD_UNCHANGED)
         if labels is None or labels.shape[:2] != img.shape[:2] or labels.ndim != 2:
             raise ToolInputError(f'--gt {args.gt} is not a one-channel label map of the image size '
