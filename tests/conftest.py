@@ -30,8 +30,11 @@ def repo_root() -> Path:
 
 @pytest.fixture(autouse=True)
 def _forget_mmloggers():
-    """Drop the MMLoggers a test created: their handlers write to that test's captured (then closed) streams, and
-    a Runner built later in the same second would reuse them by name and fail on every line it logs."""
+    """Drop the MMLoggers a test created.
+
+    Their handlers write to that test's captured (then closed) streams, and a Runner built later in
+    the same second would reuse them by name and fail on every line it logs.
+    """
     before = set(MMLogger._instance_dict)
     yield
     for name in set(MMLogger._instance_dict) - before:
