@@ -84,6 +84,19 @@ def pairwise_iou(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return iou
 
 
+def _pq_stat(paired_iou: np.ndarray, n_true: int, n_pred: int) -> PQStat:
+    """Counts, DQ, SQ (with the official ``1e-6``) and PQ from the IoUs of the matched pairs."""
+    tp = int(paired_iou.size)
+    fp, fn = n_pred - tp, n_true - tp
+    iou_sum = float(paired_iou.sum())
+    denom = tp + 0.5 * fp + 0.5 * fn
+    if denom == 0:
+        return PQStat(0, 0, 0, 0.0, float('nan'), float('nan'), float('nan'))
+    dq = tp / denom
+    sq = iou_sum / (tp + 1.0e-6)
+    return PQStat(tp, fp, fn, iou_sum, dq, sq, dq * sq)
+
+
 def get_fast_pq(true: np.ndarray, pred: np.ndarray, match_iou: float = 0.5) -> PQStat:
     """PQ of one pair of instance maps, as PanNuke's ``get_fast_pq``.
 
@@ -110,15 +123,7 @@ def get_fast_pq(true: np.ndarray, pred: np.ndarray, match_iou: float = 0.5) -> P
         rows, cols = linear_sum_assignment(-iou)
         paired_iou = iou[rows, cols]
         paired_iou = paired_iou[paired_iou > match_iou]
-    tp = int(paired_iou.size)
-    fp, fn = n_pred - tp, n_true - tp
-    iou_sum = float(paired_iou.sum())
-    denom = tp + 0.5 * fp + 0.5 * fn
-    if denom == 0:
-        return PQStat(0, 0, 0, 0.0, float('nan'), float('nan'), float('nan'))
-    dq = tp / denom
-    sq = iou_sum / (tp + 1.0e-6)
-    return PQStat(tp, fp, fn, iou_sum, dq, sq, dq * sq)
+    return _pq_stat(paired_iou, n_true, n_pred)
 
 
 def multi_class_pq(true_inst: np.ndarray,
@@ -340,15 +345,7 @@ def instance_pq(iou: np.ndarray, match_iou: float = 0.5) -> PQStat:
     """
     n_true, n_pred = iou.shape
     paired = iou[match_instances(iou, match_iou)]
-    tp = int(paired.size)
-    fp, fn = n_pred - tp, n_true - tp
-    iou_sum = float(paired.sum())
-    denom = tp + 0.5 * fp + 0.5 * fn
-    if denom == 0:
-        return PQStat(0, 0, 0, 0.0, float('nan'), float('nan'), float('nan'))
-    dq = tp / denom
-    sq = iou_sum / (tp + 1.0e-6)
-    return PQStat(tp, fp, fn, iou_sum, dq, sq, dq * sq)
+    return _pq_stat(paired, n_true, n_pred)
 
 
 def per_image_instance_pq(true_masks: np.ndarray,
