@@ -48,7 +48,7 @@ def test_config_pipelines_on_real_data(name, repo_root, shared_data):
     folder = cfg.data_root.rstrip('/').split('/')[-1]
     assert cfg.data_root == f'../shared/data/{folder}/'
     assert [e['type'] for e in cfg.val_evaluator] == ['PanopticQualityMetric',
-                                                      'InstanceAP50Metric']
+                                                      'InstanceAP50Metric', 'InstanceErrorMetric']
     train = _build(cfg, 'train_dataloader', shared_data / folder)
     val = _build(cfg, 'val_dataloader', shared_data / folder)
     assert (len(train), len(val)) == (n_train, n_val)

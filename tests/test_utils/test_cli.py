@@ -46,7 +46,7 @@ def test_plus_adds_a_key_close_to_an_existing_one(cfg):
 
 def test_list_index_out_of_range(cfg):
     with pytest.raises(ToolInputError,
-                       match="'val_evaluator.5.type': val_evaluator is a list of 2 entries"):
+                       match="'val_evaluator.5.type': val_evaluator is a list of 3 entries"):
         check_cfg_options(cfg, {'val_evaluator.5.type': 'X'})
 
 
