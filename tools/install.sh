@@ -33,6 +33,9 @@ env_ok() {
 import mmcv, mmcv.ops, mmcv._ext, mmdet, mmengine, mmpretrain, mmrotate, a2bis_mm  # noqa: F401
 assert mmcv.__version__ == '2.1.0'
 EOF
+    # the editable install must be this checkout's (a venv shared by two clones points at one of them)
+    (cd / && "$PY" -c 'import os, sys, a2bis_mm
+sys.exit(not os.path.realpath(a2bis_mm.__file__).startswith(os.path.realpath(sys.argv[1]) + os.sep))' "$ROOT")
 }
 
 if env_ok; then
