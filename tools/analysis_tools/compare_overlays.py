@@ -177,8 +177,9 @@ def main(argv=None) -> np.ndarray:
             raise ToolInputError(str(err)) from None
         results.append(inference_a2bis(model, img, tile_size=args.tile_size, overlap=args.overlap,
                                        score_thr=args.score_thr, progress=True))
-        if gt is not None:  # the same class names in the legends
-            gt.classes = results[0].classes
+        # one-class models: the ground truth takes their class name (the GT files carry none)
+        if gt is not None and len(results[0].classes) == 1:
+            gt.classes, gt.palette = results[0].classes, results[0].palette
     if crop is None:
         crop = auto_crop(gt if gt is not None else results[0], args.crop_size)
     x, y, w, h = crop
