@@ -8,7 +8,7 @@ import os
 import os.path as osp
 import tempfile
 import uuid
-from typing import Optional
+from typing import Optional, Union
 
 import cv2
 import numpy as np
@@ -188,7 +188,7 @@ def _write_atomic(data: bytes, path: str) -> None:
         raise
 
 
-def write_json_atomic(obj: dict, path: str) -> None:
+def write_json_atomic(obj: Union[dict, list], path: str) -> None:
     """Write ``obj`` as JSON to ``path`` atomically."""
     _write_atomic(json.dumps(obj).encode('utf-8'), path)
 

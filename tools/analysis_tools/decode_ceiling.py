@@ -44,6 +44,7 @@ from mmengine.registry import init_default_scope
 from pycocotools import mask as mask_util
 
 import a2bis_mm  # noqa: F401  registers the modules
+from a2bis_mm.apis.exporters import write_json_atomic
 from a2bis_mm.evaluation.functional import FN_CAUSES, FP_CAUSES
 from a2bis_mm.models.task_modules import build_decoder, ideal_maps
 from a2bis_mm.utils.cli import ToolInputError, load_config
@@ -259,10 +260,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
                     'ceiling/overlap_px_total': ovl_total,
                     'ceiling/decode_ms_per_image': 1000 * decode_time / max(count, 1)})
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = args.out + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(entries, f)
-    os.replace(tmp, args.out)
+    write_json_atomic(entries, args.out)
     if args.metrics_out:
         with open(args.metrics_out, 'w') as f:
             json.dump(results, f, indent=1)

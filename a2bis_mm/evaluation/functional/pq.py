@@ -158,6 +158,17 @@ def multi_class_pq(true_inst: np.ndarray,
     ]
 
 
+def _image_result(binary: PQStat, per_class: Sequence[PQStat], num_classes: int) -> Dict[str, np.ndarray]:
+    """One image's ``bpq``, ``class_pq`` and ``class_stats`` from its binary and per-class stats."""
+    n_true = np.array([s.tp + s.fn for s in per_class])
+    class_pq = np.where(n_true > 0, [s.pq for s in per_class], np.nan).astype(np.float64)
+    class_stats = np.array([[s.tp, s.fp, s.fn, s.iou_sum] for s in per_class],
+                           dtype=np.float64).reshape(num_classes, 4)
+    return dict(bpq=np.float64(binary.pq if binary.tp + binary.fn > 0 else np.nan),
+                class_pq=class_pq,
+                class_stats=class_stats)
+
+
 def per_image_pq(true_inst: np.ndarray,
                  true_cls: np.ndarray,
                  pred_inst: np.ndarray,
@@ -178,13 +189,7 @@ def per_image_pq(true_inst: np.ndarray,
     """
     binary = get_fast_pq(true_inst, pred_inst, match_iou)
     per_class = multi_class_pq(true_inst, true_cls, pred_inst, pred_cls, num_classes, match_iou)
-    n_true = np.array([s.tp + s.fn for s in per_class])
-    class_pq = np.where(n_true > 0, [s.pq for s in per_class], np.nan).astype(np.float64)
-    class_stats = np.array([[s.tp, s.fp, s.fn, s.iou_sum] for s in per_class],
-                           dtype=np.float64).reshape(num_classes, 4)
-    return dict(bpq=np.float64(binary.pq if binary.tp + binary.fn > 0 else np.nan),
-                class_pq=class_pq,
-                class_stats=class_stats)
+    return _image_result(binary, per_class, num_classes)
 
 
 def _nanmean(values: Sequence[float]) -> float:
@@ -383,10 +388,4 @@ def per_image_instance_pq(true_masks: np.ndarray,
         instance_pq(iou[np.ix_(true_labels == c, pred_labels == c)], match_iou)
         for c in range(num_classes)
     ]
-    n_true = np.array([s.tp + s.fn for s in per_class])
-    class_pq = np.where(n_true > 0, [s.pq for s in per_class], np.nan).astype(np.float64)
-    class_stats = np.array([[s.tp, s.fp, s.fn, s.iou_sum] for s in per_class],
-                           dtype=np.float64).reshape(num_classes, 4)
-    return dict(bpq=np.float64(binary.pq if binary.tp + binary.fn > 0 else np.nan),
-                class_pq=class_pq,
-                class_stats=class_stats)
+    return _image_result(binary, per_class, num_classes)
